@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the vitest suite on Node 22 (from the npm package `node@22`, cached in .ci/cache/node22), so the SDK is
+# proven on both supported Node majors without touching the system Node. Extra arguments go to vitest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix=.ci/cache/node22
+node22="$prefix/node_modules/.bin/node"
+if ! "$node22" --version 2>/dev/null | grep -q '^v22\.'; then
+  mkdir -p "$prefix"
+  npm install --prefix "$prefix" --no-save --no-audit --no-fund --no-package-lock node@22 >&2
+fi
+echo "vitest on $("$node22" --version)" >&2
+exec "$node22" node_modules/vitest/vitest.mjs run "$@"
