@@ -67,3 +67,22 @@ export type {
 export { MemoryMatchmakingHub } from './strategies/memory/MemoryMatchmakingHub';
 export type { MemoryStrategyOptions } from './strategies/memory/MemoryStrategy';
 export { MemoryStrategy } from './strategies/memory/MemoryStrategy';
+export type {
+  QueueNotifyMode,
+  QueuePollOptions,
+  QueueStrategyOptions,
+} from './strategies/queue/QueueStrategy';
+// Queue tier
+export { QueueStrategy } from './strategies/queue/QueueStrategy';
+
+// Structural Supabase client types the Supabase tiers accept
+export type {
+  BroadcastMessageLike,
+  ChannelOptionsLike,
+  ChannelStatus,
+  PostgresChangePayloadLike,
+  PostgrestErrorLike,
+  RealtimeChannelLike,
+  RpcResponseLike,
+  SupabaseLike,
+} from './strategies/supabaseLike';

@@ -1,5 +1,6 @@
 import { MemoryMatchmakingHub } from '../strategies/memory/MemoryMatchmakingHub';
 import { MemoryStrategy } from '../strategies/memory/MemoryStrategy';
+import { QueueStrategy, type QueueStrategyOptions } from '../strategies/queue/QueueStrategy';
 import { MatchmakingError, MatchmakingErrorCode } from './errors';
 import { Matchmaker, type MatchmakerOptions } from './Matchmaker';
 import type { MatchmakingStrategy } from './MatchmakingStrategy';
@@ -11,6 +12,11 @@ export interface MemoryMatchmakerConfig extends MatchmakerOptions {
   readonly hub: MemoryMatchmakingHub;
   /** The user this matchmaker searches for. */
   readonly userId: string;
+}
+
+/** `createMatchmaker` config for the queue tier ({@link QueueStrategy}). */
+export interface QueueMatchmakerConfig extends MatchmakerOptions, Omit<QueueStrategyOptions, 'environment'> {
+  readonly strategy: 'queue';
 }
 
 /** `createMatchmaker` config for a strategy you built yourself (it must pass the conformance suite). */
@@ -25,10 +31,10 @@ export interface CustomMatchmakerConfig extends MatchmakerOptions {
  * Each tier adds its own variant (`'queue'`, `'presence'`, `'sharded-presence'`, `'service'`) as it ships; the
  * CHANGELOG lists which are available in each version.
  */
-export type MatchmakerConfig = MemoryMatchmakerConfig | CustomMatchmakerConfig;
+export type MatchmakerConfig = QueueMatchmakerConfig | MemoryMatchmakerConfig | CustomMatchmakerConfig;
 
 /** Strategy names {@link createMatchmaker} accepts in this version. */
-export const AVAILABLE_STRATEGIES = ['memory'] as const;
+export const AVAILABLE_STRATEGIES = ['queue', 'memory'] as const;
 
 function isStrategyObject(value: unknown): value is MatchmakingStrategy {
   return (
@@ -47,6 +53,11 @@ function isStrategyObject(value: unknown): value is MatchmakingStrategy {
  * @throws {@link MatchmakingError} with code `invalid_config` when the config is wrong; the message says what to
  * change.
  *
+ * @example Queue tier
+ * ```ts
+ * const matchmaker = createMatchmaker({ strategy: 'queue', supabase });
+ * ```
+ *
  * @example In-memory (tests)
  * ```ts
  * const hub = new MemoryMatchmakingHub();
@@ -62,6 +73,10 @@ export function createMatchmaker(config: MatchmakerConfig): Matchmaker {
   }
   const { strategy } = config;
   if (isStrategyObject(strategy)) return new Matchmaker(strategy, config);
+  if (strategy === 'queue') {
+    const queue = config as QueueMatchmakerConfig;
+    return new Matchmaker(new QueueStrategy({ ...queue, environment: queue.environment }), config);
+  }
   if (strategy === 'memory') {
     const memory = config as MemoryMatchmakerConfig;
     if (!(memory.hub instanceof MemoryMatchmakingHub)) {

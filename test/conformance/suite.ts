@@ -74,9 +74,20 @@ export function runConformanceSuite(name: string, factory: ConformanceFactory): 
   describe(`conformance: ${name}`, () => {
     async function withBackend(run: (backend: ConformanceBackend) => Promise<void>): Promise<void> {
       const backend = await factory.setup();
+      const created: Matchmaker[] = [];
+      const tracked: ConformanceBackend = {
+        ...backend,
+        async createMatchmaker(userId) {
+          const matchmaker = await backend.createMatchmaker(userId);
+          created.push(matchmaker);
+          return matchmaker;
+        },
+      };
       try {
-        await run(backend);
+        await run(tracked);
       } finally {
+        // Even when an assertion failed: no search may outlive its test and meet the next test's users.
+        await Promise.allSettled(created.map((matchmaker) => matchmaker.close()));
         await backend.teardown();
       }
     }

@@ -230,7 +230,7 @@ describe('configuration errors say how to fix them', () => {
 
   it('rejects unknown strategies, listing the available ones', () => {
     expect(() => createMatchmaker({ strategy: 'carrier-pigeon' } as never)).toThrowError(
-      /Unknown strategy "carrier-pigeon". Use one of 'memory'/,
+      /Unknown strategy "carrier-pigeon". Use one of 'queue', 'memory'/,
     );
   });
 

@@ -1,0 +1,17 @@
+/**
+ * The queue tier's SQL migrations: the shipped manifest, the runner and the schema check.
+ *
+ * @packageDocumentation
+ */
+export { applyMigrations, MIGRATION_LOCK_KEY } from './applyMigrations';
+export { checkSchema } from './checkSchema';
+export type { SchemaMismatchReason } from './errors';
+export { MigrationError, MigrationErrorCode, SchemaMismatchError } from './errors';
+export { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.generated';
+export type {
+  ApplyMigrationsOptions,
+  ApplyMigrationsResult,
+  Migration,
+  PgQueryable,
+  SchemaStatus,
+} from './types';
