@@ -1,0 +1,32 @@
+--[[
+  Reserve the user's one open ticket. The user record lives in the user's own slot and points at the
+  ticket (which lives in its pool's bucket); the ticket itself is the truth about the search. A record
+  pointing at a ticket that has ended is stale: the caller releases it with releaseUser-1 and claims again.
+
+  Input:
+    KEYS[1] user record hash       <prefix>{u<hash>}:user:<userId>
+
+    ARGV[1] ticket id to reserve when the user has none
+    ARGV[2] the search criteria JSON (kept so any node can create the ticket)
+    ARGV[3] enqueue time in ms, '' for now (Redis time)
+    ARGV[4] ticket ttl in ms
+    ARGV[5] extra ms the record outlives the ticket's lifetime
+
+  Output:
+    { created, ticketId, criteriaJson, c0 }
+      created  1 when ARGV[1] was reserved, 0 when the user already had a ticket (returned instead)
+]]
+--- @include "time"
+
+local cur = redis.call('HMGET', KEYS[1], 'ticket', 'crit', 'c0')
+if cur[1] then
+  return { 0, cur[1], cur[2], cur[3] }
+end
+local now = nowMs()
+local c0 = now
+if ARGV[3] ~= '' then
+  c0 = tonumber(ARGV[3])
+end
+redis.call('HSET', KEYS[1], 'ticket', ARGV[1], 'crit', ARGV[2], 'c0', string.format('%d', c0))
+redis.call('PEXPIRE', KEYS[1], math.max(c0 + tonumber(ARGV[4]) + tonumber(ARGV[5]) - now, 1000))
+return { 1, ARGV[1], ARGV[2], string.format('%d', c0) }

@@ -1,0 +1,198 @@
+--[[
+  Shared ticket helpers, pulled into a script with `--- @include "tickets"`.
+
+  Every helper takes `ctx`, built by the including script:
+    ctx.base       key prefix of the bucket, hash tag included ('<prefix>{p<n>}:')
+    ctx.chPrefix   pub/sub channel prefix; a node listens on ctx.chPrefix .. nodeId
+    ctx.now        Redis time in ms (nowMs())
+    ctx.retention  ms an ended ticket is kept so late readers (resume, cancel) learn its outcome
+    ctx.widenMs    ms between widening steps, 0 for never
+    ctx.pools, ctx.exp, ctx.wid, ctx.orph   the bucket's shared keys (from KEYS)
+    ctx.stream     the bucket's match stream, or nil when matches are not recorded (persistence off)
+    ctx.made       array; every match made is appended (its JSON)
+    ctx.ended      array; every ticket ended is appended ({ticketId, userId, reason})
+
+  Key layout inside a bucket (all share the bucket's hash slot):
+    <base>t:<ticketId>   HASH  user, state (waiting|matched|ended), c0, pool, crit, level, chain,
+                               match (JSON, when matched), reason, by (searchId that cancelled), endedAt
+    <base>tw:<ticketId>  SET   ids of the nodes that have a connection watching the ticket
+    <base>q:<pool>       ZSET  waiting tickets of one pool, score = enqueue time (FIFO)
+    <base>pools          SET   pools that may hold waiting tickets
+    <base>exp            ZSET  waiting tickets by expiry time
+    <base>wid            ZSET  waiting tickets by next widening time
+    <base>orph           ZSET  waiting tickets nobody watches, by disconnect deadline
+    <base>m              STREAM matches to persist (field `match`, the match JSON)
+]]
+
+--- @include "time"
+
+local function ticketKey(ctx, id)
+  return ctx.base .. 't:' .. id
+end
+
+local function watchersKey(ctx, id)
+  return ctx.base .. 'tw:' .. id
+end
+
+local function poolKey(ctx, pool)
+  return ctx.base .. 'q:' .. pool
+end
+
+local function publishTo(ctx, nodes, message)
+  for _, node in ipairs(nodes) do
+    redis.call('PUBLISH', ctx.chPrefix .. node, message)
+  end
+end
+
+-- Remove a ticket from its pool and from every schedule of the bucket.
+local function leavePool(ctx, id, pool)
+  if pool then
+    local q = poolKey(ctx, pool)
+    redis.call('ZREM', q, id)
+    if redis.call('ZCARD', q) == 0 then
+      redis.call('SREM', ctx.pools, pool)
+    end
+  end
+  redis.call('ZREM', ctx.exp, id)
+  redis.call('ZREM', ctx.wid, id)
+  redis.call('ZREM', ctx.orph, id)
+end
+
+-- Keep an ended ticket (and its watcher set) for ctx.retention ms only.
+local function retain(ctx, id)
+  redis.call('PEXPIRE', ticketKey(ctx, id), ctx.retention)
+  redis.call('PEXPIRE', watchersKey(ctx, id), ctx.retention)
+end
+
+-- End a waiting ticket without a match and tell the nodes watching it.
+local function endTicket(ctx, id, reason, by)
+  local tk = ticketKey(ctx, id)
+  local fields = redis.call('HMGET', tk, 'user', 'pool')
+  leavePool(ctx, id, fields[2])
+  redis.call('HSET', tk, 'state', 'ended', 'reason', reason, 'by', by or '', 'endedAt', ctx.now)
+  retain(ctx, id)
+  local nodes = redis.call('SMEMBERS', watchersKey(ctx, id))
+  publishTo(ctx, nodes, cjson.encode({ t = 'e', ticket = id, reason = reason, by = by or '' }))
+  table.insert(ctx.ended, { id, fields[1] or '', reason })
+end
+
+-- A name-based UUID (version 5 layout) from the two tickets and the exact Redis time: unique per match
+-- because each ticket is matched at most once, and the same on every node that reads it.
+local function matchUuid(a, b)
+  local t = redis.call('TIME')
+  local h = redis.sha1hex(a .. '|' .. b .. '|' .. t[1] .. '.' .. t[2])
+  local variant = string.format('%x', (tonumber(string.sub(h, 17, 17), 16) % 4) + 8)
+  return string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-5' .. string.sub(h, 14, 16) .. '-' ..
+    variant .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
+end
+
+-- Pair two waiting tickets of one pool: mark both matched, record the match for persistence and tell
+-- every node watching either ticket. `a` is the older ticket; its user comes first in userIds.
+local function makeMatch(ctx, a, b, pool)
+  local ka, kb = ticketKey(ctx, a), ticketKey(ctx, b)
+  local fa = redis.call('HMGET', ka, 'user', 'c0')
+  local fb = redis.call('HMGET', kb, 'user', 'c0', 'crit')
+  local id = matchUuid(a, b)
+  local match = '{"matchId":' .. cjson.encode(id) ..
+    ',"userIds":[' .. cjson.encode(fa[1]) .. ',' .. cjson.encode(fb[1]) .. ']' ..
+    ',"ticketIds":[' .. cjson.encode(a) .. ',' .. cjson.encode(b) .. ']' ..
+    ',"enqueuedAtMs":[' .. fa[2] .. ',' .. fb[2] .. ']' ..
+    ',"createdAtMs":' .. string.format('%d', ctx.now) ..
+    ',"criteria":' .. fb[3] .. '}'
+  for _, tid in ipairs({ a, b }) do
+    leavePool(ctx, tid, pool)
+    redis.call('HSET', ticketKey(ctx, tid), 'state', 'matched', 'match', match, 'endedAt', ctx.now)
+    retain(ctx, tid)
+  end
+  if ctx.stream then
+    redis.call('XADD', ctx.stream, '*', 'match', match)
+  end
+  local seen, nodes = {}, {}
+  for _, tid in ipairs({ a, b }) do
+    for _, node in ipairs(redis.call('SMEMBERS', watchersKey(ctx, tid))) do
+      if not seen[node] then
+        seen[node] = true
+        table.insert(nodes, node)
+      end
+    end
+  end
+  publishTo(ctx, nodes, '{"t":"m","match":' .. match .. '}')
+  table.insert(ctx.made, match)
+end
+
+-- True when the ticket may still be paired; ends (or drops) it otherwise.
+local function stillWaiting(ctx, id, q)
+  local state = redis.call('HGET', ticketKey(ctx, id), 'state')
+  if state ~= 'waiting' then
+    -- A leftover queue entry (should not happen): drop it.
+    redis.call('ZREM', q, id)
+    return false
+  end
+  local expiresAt = redis.call('ZSCORE', ctx.exp, id)
+  if expiresAt and tonumber(expiresAt) <= ctx.now then
+    endTicket(ctx, id, 'expired', '')
+    return false
+  end
+  return true
+end
+
+-- Pair the oldest waiting tickets of a pool, two by two, FIFO. At most `limit` matches.
+local function tryPair(ctx, pool, limit)
+  local q = poolKey(ctx, pool)
+  local made = 0
+  local guard = 0
+  while made < limit and guard < limit * 4 + 8 do
+    guard = guard + 1
+    local ids = redis.call('ZRANGE', q, 0, 1)
+    if #ids < 2 then
+      break
+    end
+    local a, b = ids[1], ids[2]
+    if stillWaiting(ctx, a, q) and stillWaiting(ctx, b, q) then
+      local ua = redis.call('HGET', ticketKey(ctx, a), 'user')
+      local ub = redis.call('HGET', ticketKey(ctx, b), 'user')
+      if ua == ub then
+        -- Two tickets of one user (only after a partial data loss): keep the older one.
+        endTicket(ctx, b, 'superseded', '')
+      else
+        makeMatch(ctx, a, b, pool)
+        made = made + 1
+      end
+    end
+  end
+  if redis.call('ZCARD', q) == 0 then
+    redis.call('SREM', ctx.pools, pool)
+  end
+end
+
+-- Move a waiting ticket one step down its widening chain (to a broader pool of the same bucket), keeping
+-- its enqueue time as its place in the new pool, then try to pair it there.
+local function widenTicket(ctx, id)
+  local tk = ticketKey(ctx, id)
+  local f = redis.call('HMGET', tk, 'state', 'pool', 'level', 'chain', 'c0')
+  if f[1] ~= 'waiting' then
+    redis.call('ZREM', ctx.wid, id)
+    return
+  end
+  local chain = cjson.decode(f[4])
+  local level = tonumber(f[3]) + 1
+  if level >= #chain or ctx.widenMs <= 0 then
+    redis.call('ZREM', ctx.wid, id)
+    return
+  end
+  local step = chain[level + 1]
+  local oldQ = poolKey(ctx, f[2])
+  redis.call('ZREM', oldQ, id)
+  if redis.call('ZCARD', oldQ) == 0 then
+    redis.call('SREM', ctx.pools, f[2])
+  end
+  redis.call('ZADD', poolKey(ctx, step[1]), f[5], id)
+  redis.call('SADD', ctx.pools, step[1])
+  redis.call('HSET', tk, 'pool', step[1], 'crit', step[2], 'level', level)
+  if level + 1 < #chain then
+    redis.call('ZADD', ctx.wid, tonumber(f[5]) + (level + 1) * ctx.widenMs, id)
+  else
+    redis.call('ZREM', ctx.wid, id)
+  end
+  tryPair(ctx, step[1], 1)
+end
