@@ -31,7 +31,8 @@ async function main(): Promise<void> {
       throw new Error(`supabase/migrations/${file}: expected <14-digit timestamp>_<snake_case_name>.sql`);
     }
     const version = match[1]!;
-    if (versions.has(version)) throw new Error(`supabase/migrations/${file}: version ${version} is used twice`);
+    if (versions.has(version))
+      throw new Error(`supabase/migrations/${file}: version ${version} is used twice`);
     versions.add(version);
     const sql = await readFile(`${MIGRATIONS_DIR}${file}`, 'utf8');
     const checksum = createHash('sha256').update(sql).digest('hex');

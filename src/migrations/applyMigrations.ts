@@ -47,7 +47,9 @@ export async function applyMigrations(
       'applyMigrations needs one session, not a pool: pass `await pool.connect()` (and release it after).',
     );
   }
-  const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) => a.version.localeCompare(b.version));
+  const migrations = [...(options.migrations ?? MIGRATIONS)].sort((a, b) =>
+    a.version.localeCompare(b.version),
+  );
   const lockTimeoutMs = Math.max(0, Math.floor(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS));
 
   await db.query('begin');
@@ -119,7 +121,9 @@ export async function readLedger(db: PgQueryable): Promise<Map<string, LedgerRow
   const present = await db.query("select to_regclass('matchmaker.schema_migrations') is not null as present");
   const ledger = new Map<string, LedgerRow>();
   if (!(present.rows[0] as { present?: boolean } | undefined)?.present) return ledger;
-  const result = await db.query('select version, checksum from matchmaker.schema_migrations order by version');
+  const result = await db.query(
+    'select version, checksum from matchmaker.schema_migrations order by version',
+  );
   for (const row of result.rows as LedgerRow[]) ledger.set(row.version, row);
   return ledger;
 }

@@ -27,7 +27,13 @@ export async function checkSchema(
   const expected = migrations.length > 0 ? migrations[migrations.length - 1]!.version : LATEST_SCHEMA_VERSION;
   const recorded = [...ledger.keys()].sort();
   const found = recorded.at(-1) ?? null;
-  if (found === null) throw new SchemaMismatchError('missing', null, expected, migrations.map((m) => m.version));
+  if (found === null)
+    throw new SchemaMismatchError(
+      'missing',
+      null,
+      expected,
+      migrations.map((m) => m.version),
+    );
   const missing = migrations.map((m) => m.version).filter((version) => !ledger.has(version));
   if (missing.length > 0) throw new SchemaMismatchError('outdated', found, expected, missing);
   const known = new Set(migrations.map((m) => m.version));

@@ -68,7 +68,12 @@ export class MigrationError extends MatchmakingError {
   /** The migration that failed, when one did. */
   readonly version: string | undefined;
 
-  constructor(code: MigrationErrorCode, message: string, version?: string, options: MatchmakingErrorOptions = {}) {
+  constructor(
+    code: MigrationErrorCode,
+    message: string,
+    version?: string,
+    options: MatchmakingErrorOptions = {},
+  ) {
     super(code, message, { ...options, details: { version, ...options.details } });
     this.name = 'MigrationError';
     this.version = version;

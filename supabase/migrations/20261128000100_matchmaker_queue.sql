@@ -34,7 +34,7 @@
 --     "ticket":  null | { "id", "criteria", "pool", "enqueued_at", "expires_at", "last_seen_at",
 --                         "widens_at", "ended_at" },          -- ended_at only for finished tickets
 --     "match":   null | { "id", "partner_id", "created_at", "criteria" },
---     "reason":  null | "user" | "ttl" | "heartbeat_timeout" | "criteria_changed" | "rejoined",
+--     "reason":  null | "user" | "ttl" | "heartbeat_timeout" | "criteria_changed",
 --     "topic":   "matchmaker:user:<uid>",                     -- private Realtime topic to listen on
 --     "heartbeat_interval_ms": integer | null,                -- call matchmaker_heartbeat this often
 --     "server_time": timestamptz
@@ -86,12 +86,18 @@
 --     insert-only log of its head (`pool_heads`: a lower bound on the seq of its open tickets),
 --     read with one backward index probe, and every scan starts there.
 --   * Time: decisions use clock_timestamp() taken after the locks, never now().
+--   * Plans: the entry functions run with enable_seqscan/enable_bitmapscan off, so every bounded
+--     query uses its ordered index scan (and stops early) even before the tables are analyzed;
+--     scans over tickets are keyset batches with LIMIT.
 --   * Expiry: tickets expire after settings.ticket_ttl and are skipped by claims once expired or
 --     once their heartbeat is older than settings.heartbeat_timeout; the sweeper (pg_cron / the
 --     processor) and claims that pass them move them to history and notify the user.
---   * Security: functions are SECURITY DEFINER with search_path = '' and fully qualified names;
---     EXECUTE is revoked from PUBLIC and granted explicitly; RLS is enabled on every table; nothing
---     is granted to anon. matches.* and ticket_history.* have no foreign keys, so deleting a match
+--   * Security: the public wrappers (and forget_user) are SECURITY DEFINER; every function has
+--     search_path = '' and fully qualified names; EXECUTE is revoked from PUBLIC and granted
+--     explicitly; RLS is enabled on every table; nothing is granted to anon.
+--   * Writers: insert tickets only through these functions (or while holding the pool lock, as
+--     run_maintenance does): a ticket inserted concurrently without the lock could get a seq below
+--     the pool's logged head and be skipped. Bulk loads into an idle queue are fine. matches.* and ticket_history.* have no foreign keys, so deleting a match
 --     (moderation, GDPR) never blocks.
 -- =============================================================================================
 
@@ -280,6 +286,40 @@ grant select on matchmaker.tickets to authenticated, service_role;
 create policy tickets_select_own on matchmaker.tickets for select to authenticated
   using (user_id = (select auth.uid()));
 
+-- Registry of pools that ever had a ticket (insert-only, so the processor lists pools without
+-- walking dead index entries). Filled by a statement trigger on tickets, whatever inserts them.
+create table matchmaker.pools (
+  pool text primary key,
+  created_at timestamptz not null default pg_catalog.clock_timestamp()
+);
+alter table matchmaker.pools enable row level security;
+revoke all on matchmaker.pools from public, anon, authenticated, service_role;
+
+create function matchmaker._register_pools() returns trigger
+language plpgsql
+set search_path = ''
+as $fn$
+begin
+  insert into matchmaker.pools (pool)
+  select distinct n.pool from new_tickets as n
+  on conflict (pool) do nothing;
+  return null;
+end
+$fn$;
+create trigger tickets_register_pools after insert on matchmaker.tickets
+referencing new table as new_tickets
+for each statement execute function matchmaker._register_pools();
+
+-- When the processor last completed a pass over open tickets looking for stale heartbeats (that pass
+-- is a scan of the open tickets, so it runs at most every heartbeat_timeout / 3).
+create table matchmaker.maintenance_state (
+  singleton boolean primary key default true check (singleton),
+  stale_swept_at timestamptz not null default '-infinity'
+);
+insert into matchmaker.maintenance_state default values;
+alter table matchmaker.maintenance_state enable row level security;
+revoke all on matchmaker.maintenance_state from public, anon, authenticated, service_role;
+
 -- Insert-only log of each pool's head: head_seq <= seq of every open ticket of the pool.
 create table matchmaker.pool_heads (
   id bigint generated always as identity primary key,
@@ -307,7 +347,7 @@ create table matchmaker.ticket_history (
   ended_at timestamptz not null
 );
 create index ticket_history_user_idx on matchmaker.ticket_history (user_id, ended_at desc);
-create index ticket_history_ended_brin on matchmaker.ticket_history using brin (ended_at);
+create index ticket_history_ended_at_idx on matchmaker.ticket_history (ended_at);
 comment on table matchmaker.ticket_history is
   'One row per finished ticket (its terminal outcome). In publication supabase_realtime: subscribe to INSERT with filter user_id=eq.<uid>.';
 
@@ -681,7 +721,7 @@ begin
     from unnest(p_a, p_b) as p(a, b)
   ), gone as (
     delete from matchmaker.tickets as t
-    where t.id in (select a from pairs union all select b from pairs)
+    where t.id = any (p_a || p_b)
     returning t.*
   ), made as (
     insert into matchmaker.matches (id, user_a, user_b, ticket_a, ticket_b, pool, criteria, created_at)
@@ -696,10 +736,11 @@ begin
   ), hist as (
     insert into matchmaker.ticket_history
       (ticket_id, user_id, outcome, reason, match_id, partner_id, match_criteria, pool, criteria, enqueued_at, ended_at)
-    select g.id, g.user_id, 'matched', null, m.id,
-      case when g.id = m.ticket_a then m.user_b else m.user_a end, m.criteria, g.pool, g.criteria, g.enqueued_at, p_now
-    from made as m
-    join gone as g on g.id in (m.ticket_a, m.ticket_b)
+    select g.id, g.user_id, 'matched', null, m.id, m.user_b, m.criteria, g.pool, g.criteria, g.enqueued_at, p_now
+    from made as m join gone as g on g.id = m.ticket_a
+    union all
+    select g.id, g.user_id, 'matched', null, m.id, m.user_a, m.criteria, g.pool, g.criteria, g.enqueued_at, p_now
+    from made as m join gone as g on g.id = m.ticket_b
     returning ticket_id, user_id, match_id, partner_id, match_criteria
   )
   select pg_catalog.count(matchmaker._notify(h.user_id, 'matched', pg_catalog.jsonb_build_object(
@@ -730,13 +771,22 @@ declare
   v_mine jsonb := matchmaker._effective(p_ticket.criteria, p_ticket.enqueued_at, p_now, s.widen);
   v_expired uuid[] := '{}';
   v_stale uuid[] := '{}';
+  v_after bigint := p_hint - 1;
+  v_batch integer;
 begin
   retired := 0;
+  -- Keyset batches with LIMIT: always an ordered scan of tickets(pool, seq), whatever the statistics.
+  <<batches>>
+  loop
+  v_batch := 0;
   for r in
     select * from matchmaker.tickets as t
-    where t.pool = p_ticket.pool and t.seq >= p_hint
+    where t.pool = p_ticket.pool and t.seq > v_after
     order by t.seq
+    limit 32
   loop
+    v_batch := v_batch + 1;
+    v_after := r.seq;
     continue when r.id = p_ticket.id or r.user_id = p_ticket.user_id;
     if r.expires_at <= p_now then
       if pg_catalog.cardinality(v_expired) < s.claim_retire_limit then
@@ -754,8 +804,10 @@ begin
       matchmaker._effective(r.criteria, r.enqueued_at, p_now, s.widen), v_mine);
     continue when not coalesce(matchmaker.is_eligible(r.user_id, p_ticket.user_id), false);
     partner := r;
-    exit;
+    exit batches;
   end loop;
+  exit batches when v_batch < 32;
+  end loop batches;
   if pg_catalog.cardinality(v_expired) > 0 then
     retired := retired + matchmaker._retire(v_expired, 'expired', 'ttl', p_now, s.heartbeat_timeout);
   end if;
@@ -804,6 +856,8 @@ $fn$;
 create function matchmaker._join(p_user uuid, p_criteria jsonb, p_ticket_id uuid) returns jsonb
 language plpgsql volatile
 set search_path = ''
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $fn$
 declare
   s matchmaker.settings;
@@ -823,22 +877,6 @@ begin
   from matchmaker._normalize_criteria(p_criteria, s.criteria_keys) as n;
 
   perform matchmaker._lock_user(p_user);
-
-  -- Idempotency key: a ticket id we already know answers for itself.
-  if p_ticket_id is not null then
-    select * into h from matchmaker.ticket_history where ticket_id = p_ticket_id;
-    if found then
-      if h.user_id <> p_user then
-        raise exception 'matchmaker: ticket belongs to another user' using errcode = 'MM409';
-      end if;
-      return matchmaker._history_state(h, 'existing', s);
-    end if;
-    select * into v_old from matchmaker.tickets where id = p_ticket_id;
-    if found and v_old.user_id <> p_user then
-      raise exception 'matchmaker: ticket belongs to another user' using errcode = 'MM409';
-    end if;
-  end if;
-
   select * into v_old from matchmaker.tickets where user_id = p_user;
   v_old_id := v_old.id;
   if v_old_id is null then
@@ -849,6 +887,22 @@ begin
     select * into v_old from matchmaker.tickets where id = v_old_id;
   end if;
   v_now := pg_catalog.clock_timestamp();
+
+  -- Idempotency key, checked under the locks: nothing can finish this user's open ticket now (its pool
+  -- is locked), so a ticket id is either open (v_old), finished (history) or unknown.
+  if p_ticket_id is not null then
+    select * into h from matchmaker.ticket_history where ticket_id = p_ticket_id;
+    if found then
+      if h.user_id <> p_user then
+        raise exception 'matchmaker: ticket belongs to another user' using errcode = 'MM409';
+      end if;
+      return matchmaker._history_state(h, 'existing', s);
+    end if;
+    if v_old.id is distinct from p_ticket_id
+       and exists (select 1 from matchmaker.tickets where id = p_ticket_id) then
+      raise exception 'matchmaker: ticket belongs to another user' using errcode = 'MM409';
+    end if;
+  end if;
 
   if v_old_id is not null and v_old.id is null then
     select * into h from matchmaker.ticket_history where ticket_id = v_old_id;
@@ -892,6 +946,8 @@ $fn$;
 create function matchmaker._cancel(p_user uuid, p_ticket_id uuid) returns jsonb
 language plpgsql volatile
 set search_path = ''
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $fn$
 declare
   s matchmaker.settings;
@@ -946,6 +1002,8 @@ $fn$;
 create function matchmaker._heartbeat(p_user uuid, p_ticket_id uuid) returns jsonb
 language plpgsql volatile
 set search_path = ''
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $fn$
 declare
   s matchmaker.settings;
@@ -1016,6 +1074,8 @@ $fn$;
 create function matchmaker._state(p_user uuid, p_ticket_id uuid) returns jsonb
 language plpgsql stable
 set search_path = ''
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $fn$
 declare
   s matchmaker.settings;
@@ -1086,17 +1146,28 @@ declare
   v_hit integer;
   v_comparisons integer := 0;
   v_max_comparisons integer := greatest(10000, 20 * p_budget);
+  v_after bigint;
+  v_batch integer;
+  v_limit integer := least(256, 2 * p_budget + 16);
 begin
   if p_budget <= 0 then
     return 0;
   end if;
-  for r in
-    select t.id, t.user_id, t.criteria, t.enqueued_at from matchmaker.tickets as t
-    where t.pool = p_pool and t.seq >= v_hint
-      and t.expires_at > v_now
-      and (s.heartbeat_timeout is null or t.last_seen_at > v_now - s.heartbeat_timeout)
-    order by t.seq
+  v_after := v_hint - 1;
+  <<batches>>
   loop
+  v_batch := 0;
+  for r in
+    select t.id, t.user_id, t.criteria, t.enqueued_at, t.seq, t.expires_at, t.last_seen_at
+    from matchmaker.tickets as t
+    where t.pool = p_pool and t.seq > v_after
+    order by t.seq
+    limit v_limit
+  loop
+    v_batch := v_batch + 1;
+    v_after := r.seq;
+    continue when r.expires_at <= v_now
+      or (s.heartbeat_timeout is not null and r.last_seen_at <= v_now - s.heartbeat_timeout);
     v_read := v_read + 1;
     if v_read % 512 = 0 then
       v_now := pg_catalog.clock_timestamp();
@@ -1125,10 +1196,12 @@ begin
       v_a := v_a || w_id[v_hit];
       v_b := v_b || r.id;
       v_pairs := v_pairs + 1;
-      exit when v_pairs >= p_budget;
+      exit batches when v_pairs >= p_budget;
     end if;
-    exit when v_comparisons >= v_max_comparisons;
+    exit batches when v_comparisons >= v_max_comparisons;
   end loop;
+  exit batches when v_batch < v_limit;
+  end loop batches;
   if v_pairs > 0 then
     perform matchmaker._apply_pairs(v_a, v_b, pg_catalog.clock_timestamp(), s.widen);
     perform matchmaker._settle_pool(p_pool, v_hint);
@@ -1141,9 +1214,10 @@ $fn$;
 -- One bounded maintenance step. Every part is bounded by the settings' batch sizes, so a step costs
 -- the same whatever the backlog (no scan of all open tickets while there is pairing work):
 --   1. expired tickets (index on expires_at) -> history 'expired' + notification;
---   2. pools after p_cursor, found by a loose index scan, paired FIFO up to p_max_pairs pairs;
---   3. only when the pair budget was not exhausted: tickets with a stale heartbeat -> 'disconnected'
---      (a scan of open tickets; claims skip them meanwhile, so delaying this costs nothing);
+--   2. pools after p_cursor (from the insert-only registry), paired FIFO up to p_max_pairs pairs;
+--   3. only when the pair budget was not exhausted, and at most every heartbeat_timeout / 3: tickets
+--      with a stale heartbeat -> 'disconnected' (a scan of the open tickets: last_seen_at is not
+--      indexed so heartbeats stay HOT; claims skip stale tickets meanwhile, so waiting costs nothing);
 --   4. history older than history_retention and superseded pool_heads rows are pruned.
 -- Locks: the pools of 1 and 2 are locked up front in the global order; phase 3 only TRIES locks
 -- (never waits), so a step can never take part in a deadlock. At most max_pools_per_step pools.
@@ -1153,6 +1227,8 @@ $fn$;
 create function matchmaker._maintenance_step(p_max_pairs integer, p_cursor text) returns jsonb
 language plpgsql volatile
 set search_path = ''
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $fn$
 declare
   s matchmaker.settings := matchmaker._settings();
@@ -1196,16 +1272,9 @@ begin
   end if;
   v_room := s.max_pools_per_step - pg_catalog.cardinality(v_sweep_pools);
   if v_budget > 0 and v_room > 0 then
-    -- Loose index scan over tickets(pool, seq): one probe per distinct pool.
-    with recursive pools(pool, n) as (
-      (select t.pool, 1 from matchmaker.tickets as t
-       where t.pool > coalesce(p_cursor, '') order by t.pool limit 1)
-      union all
-      select (select t.pool from matchmaker.tickets as t where t.pool > pools.pool order by t.pool limit 1), pools.n + 1
-      from pools where pools.pool is not null and pools.n <= v_room
-    )
-    select coalesce(pg_catalog.array_agg(pools.pool order by pools.pool), '{}') into v_pair_pools
-    from pools where pools.pool is not null;
+    select coalesce(pg_catalog.array_agg(x.pool order by x.pool), '{}') into v_pair_pools
+    from (select p.pool from matchmaker.pools as p where p.pool > coalesce(p_cursor, '')
+          order by p.pool limit v_room + 1) as x;
     if pg_catalog.cardinality(v_pair_pools) > v_room then
       v_more := true;
       v_pair_pools := v_pair_pools[1:v_room];
@@ -1240,16 +1309,25 @@ begin
     v_prev := v_pool;
   end loop;
 
-  -- 3. Stale heartbeats, only when there is no pairing backlog.
-  if s.heartbeat_timeout is not null and v_pairs < v_budget then
-    v_now := pg_catalog.clock_timestamp();
+  -- 3. Stale heartbeats: only when there is no pairing backlog, at most every heartbeat_timeout / 3
+  --    (claims skip stale tickets meanwhile), and by one step at a time (SKIP LOCKED: never waits).
+  v_now := pg_catalog.clock_timestamp();
+  if s.heartbeat_timeout is not null and (v_budget = 0 or v_pairs < v_budget)
+     and exists (select 1 from matchmaker.maintenance_state as m
+                 where m.singleton and m.stale_swept_at <= v_now - s.heartbeat_timeout / 3
+                 for update skip locked) then
+    -- No index on last_seen_at (heartbeats stay HOT): a sequential scan of the open tickets.
+    perform pg_catalog.set_config('enable_seqscan', 'on', true);
     select coalesce(pg_catalog.array_agg(x.id), '{}'), coalesce(pg_catalog.array_agg(x.pool), '{}')
     into v_stale_ids, v_stale_pools
     from (select t.id, t.pool from matchmaker.tickets as t
           where t.last_seen_at <= v_now - s.heartbeat_timeout and t.expires_at > v_now
           limit s.sweep_batch) as x;
+    perform pg_catalog.set_config('enable_seqscan', 'off', true);
     if pg_catalog.cardinality(v_stale_ids) >= s.sweep_batch then
       v_more := true;
+    else
+      update matchmaker.maintenance_state set stale_swept_at = v_now where singleton;
     end if;
     for v_pool in
       select distinct p from pg_catalog.unnest(v_stale_pools) as p order by p limit s.max_pools_per_step
@@ -1390,8 +1468,10 @@ $fn$;
 -- GDPR / moderation: forget everything about a user (no notifications).
 -- ---------------------------------------------------------------------------------------------
 create function matchmaker.forget_user(user_id uuid) returns jsonb
-language plpgsql volatile
+language plpgsql volatile security definer
 set search_path = ''
+set enable_seqscan = off
+set enable_bitmapscan = off
 as $fn$
 declare
   t matchmaker.tickets;
