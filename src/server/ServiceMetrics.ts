@@ -28,7 +28,12 @@ export class ServiceMetrics {
   /** 1 while the queue (Redis) is reachable. */
   readonly redisUp: Gauge;
 
-  constructor(prefix = 'matchmaker_') {
+  /**
+   * @param prefix - prefix of every metric name
+   * @param sources - values read when the metrics are collected: `searchers` counts the searches followed
+   */
+  constructor(prefix = 'matchmaker_', sources: { readonly searchers?: () => number } = {}) {
+    const countSearchers = sources.searchers;
     const registry = new Registry();
     this.registry = registry;
     const registers = [registry];
@@ -41,6 +46,13 @@ export class ServiceMetrics {
       name: `${prefix}searchers`,
       help: 'Searches followed by connections of this node.',
       registers,
+      ...(countSearchers
+        ? {
+            collect(this: Gauge) {
+              this.set(countSearchers());
+            },
+          }
+        : {}),
     });
     this.matches = new Counter({
       name: `${prefix}matches_total`,
