@@ -6,6 +6,7 @@
  * supabase-matchmaker migrate --database-url <url>     apply the queue tier's migrations (one transaction)
  * supabase-matchmaker check --database-url <url>       read-only: is the schema up to date?
  * supabase-matchmaker migrations --out <dir> [--force] copy the .sql files into a Supabase project
+ * supabase-matchmaker serve [options]                  run the service tier's matchmaking server
  * ```
  *
  * `--database-url` defaults to `$DATABASE_URL`. Exit codes: 0 success, 1 failure, 2 usage error.
@@ -28,6 +29,9 @@ const USAGE = `Usage:
   supabase-matchmaker migrations --out <dir> [--force]
       Copy the migration files into a Supabase project (e.g. supabase/migrations), then run \`supabase db push\`.
       Existing files with other content are left alone unless --force.
+
+  supabase-matchmaker serve [options]
+      Run the service tier's WebSocket matchmaking server (see \`supabase-matchmaker serve --help\`).
 
 --database-url defaults to $DATABASE_URL.`;
 
@@ -141,6 +145,11 @@ export async function runCli(
   io: CliIo = { out: (line) => console.log(line), err: (line) => console.error(line) },
 ): Promise<number> {
   try {
+    if (argv[0] === 'serve') {
+      // Loaded on demand: the service tier needs ioredis and prom-client, the other commands do not.
+      const { runServeCommand } = await import('./server/cli');
+      return await runServeCommand(argv.slice(1));
+    }
     const { command, flags } = parseArgs(argv);
     if (flags.has('help') || command === undefined || command === 'help') {
       io.out(USAGE);

@@ -263,6 +263,15 @@ export class Matchmaker {
         this.#applyCancelled(reason, error);
       },
       error: (error) => this.#reportRecoverable(error),
+      warning: (warning) => {
+        if (this.#snapshot.status === 'closed') return;
+        this.#emitter.emit('warning', {
+          type: 'warning',
+          code: warning.code,
+          message: warning.message,
+          details: warning.details,
+        });
+      },
     };
   }
 

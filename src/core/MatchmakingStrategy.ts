@@ -1,4 +1,5 @@
 import type { MatchmakingError } from './errors';
+import type { WarningEvent } from './events';
 import type { CancelReason, MatchInfo, SearchInfo, StrategyKind } from './types';
 
 /** A match together with the id of the user this strategy acts for. */
@@ -22,6 +23,9 @@ export type CancelOutcome =
   /** The backend holds no search for this user (it already ended). */
   | { readonly status: 'not_searching' };
 
+/** A warning as a strategy reports it; the {@link Matchmaker} emits it as a {@link WarningEvent}. */
+export type StrategyWarning = Omit<WarningEvent, 'type'>;
+
 /**
  * How a strategy reports what the backend decided on its own. Calls for a search that is no longer current are
  * ignored, and a second ending for the same search is ignored, so strategies may deliver at least once (e.g. a
@@ -38,6 +42,11 @@ export interface StrategyListener {
   ): void;
   /** A problem the strategy recovered from or is retrying; changes no state. */
   error(error: MatchmakingError): void;
+  /**
+   * Advice that changes no state (e.g. a plan quota about to be exceeded). Optional, so listeners written
+   * before it existed still type-check; strategies call it as `listener.warning?.(...)`.
+   */
+  warning?(warning: StrategyWarning): void;
 }
 
 /**

@@ -1,6 +1,12 @@
 import { MemoryMatchmakingHub } from '../strategies/memory/MemoryMatchmakingHub';
 import { MemoryStrategy } from '../strategies/memory/MemoryStrategy';
+import { PresenceStrategy, type PresenceStrategyOptions } from '../strategies/presence/PresenceStrategy';
 import { QueueStrategy, type QueueStrategyOptions } from '../strategies/queue/QueueStrategy';
+import { ServiceStrategy, type ServiceStrategyOptions } from '../strategies/service/ServiceStrategy';
+import {
+  ShardedPresenceStrategy,
+  type ShardedPresenceStrategyOptions,
+} from '../strategies/sharded-presence/ShardedPresenceStrategy';
 import { MatchmakingError, MatchmakingErrorCode } from './errors';
 import { Matchmaker, type MatchmakerOptions } from './Matchmaker';
 import type { MatchmakingStrategy } from './MatchmakingStrategy';
@@ -19,6 +25,27 @@ export interface QueueMatchmakerConfig extends MatchmakerOptions, Omit<QueueStra
   readonly strategy: 'queue';
 }
 
+/** `createMatchmaker` config for the presence tier ({@link PresenceStrategy}). */
+export interface PresenceMatchmakerConfig
+  extends MatchmakerOptions,
+    Omit<PresenceStrategyOptions, 'environment'> {
+  readonly strategy: 'presence';
+}
+
+/** `createMatchmaker` config for the sharded presence tier ({@link ShardedPresenceStrategy}). */
+export interface ShardedPresenceMatchmakerConfig
+  extends MatchmakerOptions,
+    Omit<ShardedPresenceStrategyOptions, 'environment'> {
+  readonly strategy: 'sharded-presence';
+}
+
+/** `createMatchmaker` config for the service tier ({@link ServiceStrategy}). */
+export interface ServiceMatchmakerConfig
+  extends MatchmakerOptions,
+    Omit<ServiceStrategyOptions, 'environment'> {
+  readonly strategy: 'service';
+}
+
 /** `createMatchmaker` config for a strategy you built yourself (it must pass the conformance suite). */
 export interface CustomMatchmakerConfig extends MatchmakerOptions {
   readonly strategy: MatchmakingStrategy;
@@ -31,10 +58,16 @@ export interface CustomMatchmakerConfig extends MatchmakerOptions {
  * Each tier adds its own variant (`'queue'`, `'presence'`, `'sharded-presence'`, `'service'`) as it ships; the
  * CHANGELOG lists which are available in each version.
  */
-export type MatchmakerConfig = QueueMatchmakerConfig | MemoryMatchmakerConfig | CustomMatchmakerConfig;
+export type MatchmakerConfig =
+  | PresenceMatchmakerConfig
+  | ShardedPresenceMatchmakerConfig
+  | QueueMatchmakerConfig
+  | ServiceMatchmakerConfig
+  | MemoryMatchmakerConfig
+  | CustomMatchmakerConfig;
 
 /** Strategy names {@link createMatchmaker} accepts in this version. */
-export const AVAILABLE_STRATEGIES = ['queue', 'memory'] as const;
+export const AVAILABLE_STRATEGIES = ['presence', 'sharded-presence', 'queue', 'service', 'memory'] as const;
 
 function isStrategyObject(value: unknown): value is MatchmakingStrategy {
   return (
@@ -53,9 +86,23 @@ function isStrategyObject(value: unknown): value is MatchmakingStrategy {
  * @throws {@link MatchmakingError} with code `invalid_config` when the config is wrong; the message says what to
  * change.
  *
+ * @example Presence tier (no server code; free plan)
+ * ```ts
+ * const matchmaker = createMatchmaker({ strategy: 'presence', supabase, quota: 'free' });
+ * ```
+ *
  * @example Queue tier
  * ```ts
  * const matchmaker = createMatchmaker({ strategy: 'queue', supabase });
+ * ```
+ *
+ * @example Service tier
+ * ```ts
+ * const matchmaker = createMatchmaker({
+ *   strategy: 'service',
+ *   url: 'wss://match.example.com',
+ *   getAccessToken: async () => (await supabase.auth.getSession()).data.session?.access_token,
+ * });
  * ```
  *
  * @example In-memory (tests)
@@ -73,9 +120,24 @@ export function createMatchmaker(config: MatchmakerConfig): Matchmaker {
   }
   const { strategy } = config;
   if (isStrategyObject(strategy)) return new Matchmaker(strategy, config);
+  if (strategy === 'presence') {
+    const presence = config as PresenceMatchmakerConfig;
+    return new Matchmaker(new PresenceStrategy({ ...presence, environment: presence.environment }), config);
+  }
+  if (strategy === 'sharded-presence') {
+    const sharded = config as ShardedPresenceMatchmakerConfig;
+    return new Matchmaker(
+      new ShardedPresenceStrategy({ ...sharded, environment: sharded.environment }),
+      config,
+    );
+  }
   if (strategy === 'queue') {
     const queue = config as QueueMatchmakerConfig;
     return new Matchmaker(new QueueStrategy({ ...queue, environment: queue.environment }), config);
+  }
+  if (strategy === 'service') {
+    const service = config as ServiceMatchmakerConfig;
+    return new Matchmaker(new ServiceStrategy({ ...service, environment: service.environment }), config);
   }
   if (strategy === 'memory') {
     const memory = config as MemoryMatchmakerConfig;

@@ -35,6 +35,24 @@ export interface ErrorEvent {
   readonly fatal: boolean;
 }
 
+/**
+ * Advice from the strategy that changes no state: typically a plan quota the project is about to exceed (the
+ * presence tiers' quota guard), so the app can slow down or switch tier before Supabase stops its channels.
+ *
+ * @remarks
+ * Added in 0.2 (additive). `code` is stable per strategy (e.g. `quota_presence_rate`); `details` holds the
+ * figures behind the warning and is safe to log.
+ */
+export interface WarningEvent {
+  readonly type: 'warning';
+  /** What the warning is about, e.g. `quota_presence_rate`. Branch on this, never on `message`. */
+  readonly code: string;
+  /** Human-readable explanation, saying what to do about it. */
+  readonly message: string;
+  /** The figures behind the warning (estimates, limits, plan), safe to log. */
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
 /** The snapshot changed. Fires after the specific event that caused the change. */
 export interface StateEvent {
   readonly type: 'state';
@@ -53,8 +71,8 @@ export interface StateEvent {
  *    A failed `start()` gives `error` (fatal) then `state` (`error`) instead of 2 and 3.
  *
  * When an event fires, {@link Matchmaker.getSnapshot} already returns the new state. Store subscribers
- * ({@link Matchmaker.subscribe}) are notified after the `state` event. Non-fatal `error` events may come at
- * any time and change no state.
+ * ({@link Matchmaker.subscribe}) are notified after the `state` event. Non-fatal `error` events and `warning`
+ * events may come at any time and change no state.
  *
  * @example
  * ```ts
@@ -71,6 +89,8 @@ export interface MatchmakerEvents {
   cancelled: (event: CancelledEvent) => void;
   /** An error occurred; see {@link ErrorEvent.fatal}. */
   error: (event: ErrorEvent) => void;
+  /** Advice from the strategy (e.g. a quota about to be exceeded); changes no state. */
+  warning: (event: WarningEvent) => void;
   /** The snapshot changed. */
   state: (event: StateEvent) => void;
 }

@@ -26,11 +26,13 @@ export type {
 export { SERVICE_PROTOCOL_VERSION, ServiceCloseCode, ServiceErrorCode } from '../strategies/service/protocol';
 export type { AuthOptions, VerifiedToken } from './auth';
 export { TokenRejectedError, TokenVerifier } from './auth';
+export type { ServeCommandIo } from './cli';
 // CLI
 export { runServeCommand, SERVE_USAGE } from './cli';
 export type { JsonLoggerOptions, LogLevel } from './jsonLogger';
 export { createJsonLogger } from './jsonLogger';
 export type { WideningOptions } from './keys';
+export { type ChainStep, KeySpace } from './keys';
 // Server
 export { createMatchmakingServer, MatchmakingServer } from './MatchmakingServer';
 // Persistence

@@ -5,8 +5,22 @@
  * @packageDocumentation
  */
 
-export { type CreateStackDatabaseOptions, createStackDatabase, type StackDatabase } from './database';
-export type { JwtClaims, JwtFailureKind } from './internal/contracts';
+export {
+  type CreateStackDatabaseOptions,
+  createStackDatabase,
+  DEFAULT_DATABASE_URL,
+  type StackDatabase,
+} from './database';
+export type {
+  ChangeColumn,
+  ChannelExtension,
+  ChannelPermissions,
+  DatabaseBroadcast,
+  JwtClaims,
+  JwtFailureKind,
+  RealtimeDatabaseBridge,
+  RowChange,
+} from './internal/contracts';
 export {
   createJwtIssuer,
   isJwtError,
@@ -16,6 +30,12 @@ export {
   type UserTokenOptions,
 } from './jwt';
 export { REALTIME_PLANS, type RealtimeQuotas } from './realtime/quotas';
+export {
+  type RealtimeErrorDelays,
+  RealtimeServer,
+  type RealtimeServerOptions,
+  type RealtimeTimers,
+} from './realtime/RealtimeServer';
 export { type DeliveryKind, diffCounters, StackCounters, type StackCountersSnapshot } from './StackCounters';
 export {
   type CreateUserOptions,

@@ -24,7 +24,7 @@ export interface ConformanceFactory {
 /** Records every event a matchmaker emits, in order. */
 export function recordEvents(matchmaker: Matchmaker): MatchmakerEvent[] {
   const events: MatchmakerEvent[] = [];
-  for (const type of ['searching', 'matched', 'cancelled', 'error', 'state'] as const) {
+  for (const type of ['searching', 'matched', 'cancelled', 'error', 'state', 'warning'] as const) {
     matchmaker.on(type, (event: MatchmakerEvent) => events.push(event));
   }
   return events;

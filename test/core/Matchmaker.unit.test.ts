@@ -64,6 +64,29 @@ describe('Matchmaker', () => {
     });
   });
 
+  it('forwards strategy warnings as `warning` events without changing state', async () => {
+    const strategy = new ScriptedStrategy();
+    const m = new Matchmaker(strategy);
+    const events = recordEvents(m);
+    await m.start();
+    const before = m.getSnapshot();
+    strategy.listener!.warning?.({
+      code: 'quota_presence_rate',
+      message: 'slow down',
+      details: { estimate: 18 },
+    });
+    expect(events.at(-1)).toEqual({
+      type: 'warning',
+      code: 'quota_presence_rate',
+      message: 'slow down',
+      details: { estimate: 18 },
+    });
+    expect(m.getSnapshot()).toBe(before);
+    await m.close();
+    strategy.listener!.warning?.({ code: 'late', message: 'after close', details: {} });
+    expect(events.filter((e) => e.type === 'warning')).toHaveLength(1);
+  });
+
   it('handles a match that arrives before the backend confirms the search', async () => {
     const strategy = new ScriptedStrategy();
     strategy.searchResult = async () => {
@@ -230,7 +253,7 @@ describe('configuration errors say how to fix them', () => {
 
   it('rejects unknown strategies, listing the available ones', () => {
     expect(() => createMatchmaker({ strategy: 'carrier-pigeon' } as never)).toThrowError(
-      /Unknown strategy "carrier-pigeon". Use one of 'queue', 'memory'/,
+      /Unknown strategy "carrier-pigeon". Use one of 'presence', 'sharded-presence', 'queue', 'service', 'memory'/,
     );
   });
 

@@ -44,7 +44,7 @@ describe('snapshot narrowing', () => {
     const event = {} as MatchmakerEvent;
     if (event.type === 'state') expectTypeOf(event.snapshot).toEqualTypeOf<MatchmakerSnapshot>();
     expectTypeOf<MatchmakerEvent['type']>().toEqualTypeOf<
-      'searching' | 'matched' | 'cancelled' | 'error' | 'state'
+      'searching' | 'matched' | 'cancelled' | 'error' | 'state' | 'warning'
     >();
   });
 });

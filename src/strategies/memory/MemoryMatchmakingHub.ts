@@ -11,8 +11,8 @@ export interface MemoryMatchmakingHubOptions {
   readonly environment?: Partial<Environment>;
 }
 
-/** One strategy instance waiting on a ticket. */
-interface Watcher {
+/** One strategy instance waiting on a ticket: where the hub delivers that search's outcome. */
+export interface MemoryWatcher {
   readonly searchId: string;
   readonly listener: StrategyListener;
 }
@@ -21,7 +21,7 @@ interface Ticket {
   readonly userId: string;
   readonly criteria: SearchCriteria;
   readonly pool: string;
-  readonly watchers: Watcher[];
+  readonly watchers: MemoryWatcher[];
   expiry: TimerHandle | undefined;
 }
 
@@ -79,7 +79,7 @@ export class MemoryMatchmakingHub {
    * Open a ticket for `userId`, or attach to the user's open ticket (a second tab). Pairs at once with the
    * oldest waiting ticket of the same pool.
    */
-  join(userId: string, criteria: SearchCriteria, watcher: Watcher): HubJoinResult {
+  join(userId: string, criteria: SearchCriteria, watcher: MemoryWatcher): HubJoinResult {
     const existing = this.#tickets.get(userId);
     if (existing) {
       existing.watchers.push(watcher);
@@ -165,7 +165,7 @@ export class MemoryMatchmakingHub {
     if (queue.length === 0) this.#pools.delete(ticket.pool);
   }
 
-  #deliver(watchers: readonly Watcher[], send: (watcher: Watcher) => void): void {
+  #deliver(watchers: readonly MemoryWatcher[], send: (watcher: MemoryWatcher) => void): void {
     const copy = [...watchers];
     queueMicrotask(() => {
       for (const watcher of copy) send(watcher);

@@ -1,0 +1,327 @@
+import type { Environment, TimerHandle } from '../../core/environment';
+import { MatchmakingError, MatchmakingErrorCode } from '../../core/errors';
+import type { StrategyWarning } from '../../core/MatchmakingStrategy';
+import type { PresenceMetaLike, RealtimeChannelLike, SupabaseLike } from '../supabaseLike';
+import { PresenceView } from './PresenceView';
+import { isQuotaMessage } from './presenceProtocol';
+import { PresenceCallLimiter, QuotaWarningCode } from './quotaGuard';
+
+/** What a {@link PresenceRoom} tells its owner. */
+export interface PresenceRoomHandlers {
+  /** A meta appeared (it is already in `room.view` unless it was not a searcher's payload). */
+  joined(room: PresenceRoom, ref: string, meta: PresenceMetaLike): void;
+  /** A meta is about to disappear: it is still in `room.view`; the owner removes it. */
+  leaving(room: PresenceRoom, ref: string): void;
+  /** The channel (re)joined; `first` is false after a reconnect (the server forgot our presence). */
+  subscribed(room: PresenceRoom, first: boolean): void;
+  /** The channel errored or timed out; supabase-js is rejoining it. */
+  interrupted(room: PresenceRoom, status: string, error: Error | undefined): void;
+  /** The server closed the channel for good (system error + phx_close); supabase-js will not rejoin. */
+  stopped(room: PresenceRoom, message: string, quota: boolean): void;
+  /** A broadcast hint from another member. */
+  hint(room: PresenceRoom, event: string, payload: unknown): void;
+  /** Advice (a track that had to wait for the per-channel presence window). */
+  warn(warning: StrategyWarning): void;
+}
+
+/** Broadcast events the presence tiers exchange in their channels (hints only; never trusted for a match). */
+export const PRESENCE_HINTS = { ineligible: 'mm_ineligible' } as const;
+
+type RoomStatus = 'joining' | 'joined' | 'interrupted' | 'closed';
+
+/** Longest wait for a track/untrack reply (supabase-js's own push timeout is 10 s once sent). */
+const PUSH_TIMEOUT_MS = 12_000;
+
+/**
+ * One presence channel joined for one search: the searchers it holds ({@link PresenceView}), our own track,
+ * and a clean leave. Tracks and untracks go through a {@link PresenceCallLimiter}, so a channel never sees more
+ * than 5 of them in 30 s.
+ *
+ * @internal
+ */
+export class PresenceRoom {
+  readonly view = new PresenceView();
+  readonly #supabase: SupabaseLike;
+  readonly #handlers: PresenceRoomHandlers;
+  readonly #env: Environment;
+  readonly #limiter = new PresenceCallLimiter();
+  #channel: RealtimeChannelLike | undefined;
+  #status: RoomStatus = 'joining';
+  #joins = 0;
+  #tracked = false;
+  #leaving: Promise<void> | undefined;
+  #stopMessage: string | undefined;
+  #stopError: MatchmakingError | undefined;
+  #waiters: { resolve: () => void; reject: (error: MatchmakingError) => void }[] = [];
+  readonly #closeWatchers = new Set<() => void>();
+  #sleep: { timer: TimerHandle; resolve: () => void } | undefined;
+
+  constructor(
+    supabase: SupabaseLike,
+    readonly name: string,
+    readonly shard: number | undefined,
+    handlers: PresenceRoomHandlers,
+    env: Environment,
+  ) {
+    this.#supabase = supabase;
+    this.#handlers = handlers;
+    this.#env = env;
+  }
+
+  /** Joined and not interrupted. */
+  get joined(): boolean {
+    return this.#status === 'joined';
+  }
+
+  /** Our presence is on the server (tracked in the current join). */
+  get tracked(): boolean {
+    return this.#tracked && this.#status === 'joined';
+  }
+
+  /** Closed for good (by us or by the server). */
+  get closed(): boolean {
+    return this.#status === 'closed';
+  }
+
+  /** Create the channel and subscribe. Presence is enabled with a server-chosen key per join. */
+  open(): void {
+    const channel = this.#supabase
+      .channel(this.name, { config: { presence: { key: '', enabled: true }, broadcast: { self: false } } })
+      .on('presence', { event: 'join' }, (payload) => {
+        for (const meta of payload.newPresences) this.#handlers.joined(this, meta.presence_ref, meta);
+      })
+      .on('presence', { event: 'leave' }, (payload) => {
+        for (const meta of payload.leftPresences) this.#handlers.leaving(this, meta.presence_ref);
+      })
+      .on('broadcast', { event: PRESENCE_HINTS.ineligible }, (message) =>
+        this.#handlers.hint(this, message.event, message.payload),
+      )
+      .on('system', {}, (payload) => {
+        const p = payload as { extension?: unknown; status?: unknown; message?: unknown };
+        if (p.extension === 'system' && p.status === 'error' && typeof p.message === 'string') {
+          this.#stopMessage = p.message;
+        }
+      });
+    this.#channel = channel;
+    channel.subscribe((status, error) => this.#onStatus(status, error));
+  }
+
+  /**
+   * Resolves once the channel is joined. Rejects when the server stops it, when its first join fails with a
+   * quota error (supabase-js would retry forever), or after `timeoutMs` (0: no timeout).
+   */
+  ready(timeoutMs: number): Promise<void> {
+    if (this.#status === 'joined') return Promise.resolve();
+    if (this.#status === 'closed') return Promise.reject(this.#closedError());
+    return new Promise<void>((resolve, reject) => {
+      let timer: TimerHandle | undefined;
+      const waiter = {
+        resolve: () => {
+          if (timer !== undefined) this.#env.timers.clearTimeout(timer);
+          resolve();
+        },
+        reject: (error: MatchmakingError) => {
+          if (timer !== undefined) this.#env.timers.clearTimeout(timer);
+          reject(error);
+        },
+      };
+      this.#waiters.push(waiter);
+      if (timeoutMs > 0) {
+        timer = this.#env.timers.setTimeout(() => {
+          this.#waiters = this.#waiters.filter((w) => w !== waiter);
+          reject(
+            new MatchmakingError(
+              MatchmakingErrorCode.Timeout,
+              `The presence channel ${this.name} did not join within ${timeoutMs} ms. Is Realtime reachable?`,
+              { details: { channel: this.name } },
+            ),
+          );
+        }, timeoutMs);
+      }
+    });
+  }
+
+  /** Track `payload` as our presence in this join (waits for the per-channel window if it must). */
+  async track(payload: Record<string, unknown>): Promise<void> {
+    const channel = this.#channel;
+    if (!channel || this.#status === 'closed') throw this.#closedError();
+    await this.#respectLimit();
+    if (this.closed) throw this.#closedError();
+    this.#limiter.record(this.#env.clock.now());
+    const result = await this.#raceClose(channel.track(payload));
+
+    if (result !== 'ok') {
+      if (this.closed) throw this.#closedError();
+      throw new MatchmakingError(
+        MatchmakingErrorCode.Unavailable,
+        `Tracking presence in ${this.name} failed (${result}).`,
+        { details: { channel: this.name, result } },
+      );
+    }
+    this.#tracked = true;
+  }
+
+  /** Remove our presence but stay in the channel (we keep seeing the others). */
+  async untrack(): Promise<void> {
+    const channel = this.#channel;
+    if (!channel || !this.tracked) return;
+    await this.#respectLimit();
+    if (!this.tracked) return;
+    this.#tracked = false;
+    this.#limiter.record(this.#env.clock.now());
+    const result = await this.#raceClose(channel.untrack());
+
+    if (result !== 'ok' && !this.closed) {
+      throw new MatchmakingError(
+        MatchmakingErrorCode.Unavailable,
+        `Untracking presence in ${this.name} failed (${result}).`,
+        { details: { channel: this.name, result } },
+      );
+    }
+  }
+
+  /** Send a hint to the other members (fire and forget). */
+  hint(event: string, payload: Record<string, unknown>): void {
+    if (this.#status !== 'joined' || !this.#channel) return;
+    void this.#channel.send({ type: 'broadcast', event, payload }).catch(() => undefined);
+  }
+
+  /**
+   * Untrack (when our presence is on the server) and leave the channel. Idempotent; resolves once the server
+   * has processed both, so a later join elsewhere never overlaps this presence.
+   */
+  leave(): Promise<void> {
+    this.#leaving ??= this.#leave();
+    return this.#leaving;
+  }
+
+  async #leave(): Promise<void> {
+    const channel = this.#channel;
+    const wasJoined = this.#status === 'joined';
+    const wasTracked = this.tracked;
+    this.#markClosed(this.#closedError());
+    if (!channel) return;
+    if (wasJoined && wasTracked) {
+      const wait = this.#limiter.waitMs(this.#env.clock.now());
+      // Never exceed the per-channel limit for an untrack: leaving removes the presence just the same.
+      if (wait === 0) {
+        this.#limiter.record(this.#env.clock.now());
+        await channel.untrack().catch(() => undefined);
+      }
+    }
+    await Promise.resolve(this.#supabase.removeChannel(channel)).catch(() => undefined);
+  }
+
+  #onStatus(status: string, error: Error | undefined): void {
+    if (this.#leaving) return;
+    if (status === 'SUBSCRIBED') {
+      this.#joins += 1;
+      this.#status = 'joined';
+      this.#tracked = false;
+      // A new server-side channel process: its presence window starts over.
+      this.#limiter.reset();
+      const waiters = this.#waiters;
+      this.#waiters = [];
+      this.#handlers.subscribed(this, this.#joins === 1);
+      for (const waiter of waiters) waiter.resolve();
+      return;
+    }
+    if (status === 'CLOSED') {
+      const message = this.#stopMessage ?? 'channel closed by the server';
+      const quota = isQuotaMessage(message);
+      this.#stopError = new MatchmakingError(
+        quota ? MatchmakingErrorCode.RateLimited : MatchmakingErrorCode.Unavailable,
+        `The Realtime server closed the presence channel ${this.name}: "${message}". ${
+          quota
+            ? 'A Supabase Realtime quota was exceeded (see docs/presence-capacity.md); the search ended.'
+            : 'The search ended; start a new one.'
+        }`,
+        { details: { channel: this.name, message } },
+      );
+      this.#markClosed(this.#stopError);
+      this.#handlers.stopped(this, message, quota);
+      return;
+    }
+    // CHANNEL_ERROR / TIMED_OUT: the server no longer holds our presence; supabase-js rejoins.
+    this.#status = 'interrupted';
+    this.#tracked = false;
+    const reason = error?.message ?? '';
+    if (this.#joins === 0 && isQuotaMessage(reason) && this.#waiters.length > 0) {
+      // A refused first join (too many joins/channels/users): fail the search now instead of retrying forever.
+      this.#stopError = new MatchmakingError(
+        MatchmakingErrorCode.RateLimited,
+        `Realtime refused to join ${this.name}: "${reason}". A Supabase Realtime quota was exceeded (see docs/presence-capacity.md).`,
+        { cause: error, details: { channel: this.name, message: reason } },
+      );
+      this.#rejectWaiters(this.#stopError);
+      return;
+    }
+    this.#handlers.interrupted(this, status, error);
+  }
+
+  #closedError(): MatchmakingError {
+    return (
+      this.#stopError ??
+      new MatchmakingError(MatchmakingErrorCode.Unavailable, `The presence channel ${this.name} is closed.`, {
+        details: { channel: this.name },
+      })
+    );
+  }
+
+  #markClosed(error: MatchmakingError): void {
+    this.#status = 'closed';
+    this.#tracked = false;
+    this.#rejectWaiters(error);
+    for (const watcher of [...this.#closeWatchers]) watcher();
+    this.#closeWatchers.clear();
+    if (this.#sleep) {
+      this.#env.timers.clearTimeout(this.#sleep.timer);
+      this.#sleep.resolve();
+      this.#sleep = undefined;
+    }
+  }
+
+  #rejectWaiters(error: MatchmakingError): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const waiter of waiters) waiter.reject(error);
+  }
+
+  /**
+   * Resolves with `promise`'s value, with 'closed' as soon as the channel closes, or with 'timed out' after
+   * PUSH_TIMEOUT_MS: supabase-js buffers a push while its channel rejoins and only then starts its own timeout.
+   */
+  #raceClose(promise: Promise<string>): Promise<string> {
+    if (this.#status === 'closed') return Promise.resolve('closed');
+    return new Promise<string>((resolve) => {
+      let timer: TimerHandle | undefined;
+      const settle = (value: string) => {
+        this.#closeWatchers.delete(watcher);
+        if (timer !== undefined) this.#env.timers.clearTimeout(timer);
+        timer = undefined;
+        resolve(value);
+      };
+      const watcher = () => settle('closed');
+      this.#closeWatchers.add(watcher);
+      timer = this.#env.timers.setTimeout(() => settle('timed out'), PUSH_TIMEOUT_MS);
+      promise.then(settle, () => settle('error'));
+    });
+  }
+
+  async #respectLimit(): Promise<void> {
+    const wait = this.#limiter.waitMs(this.#env.clock.now());
+    if (wait <= 0) return;
+    this.#handlers.warn({
+      code: QuotaWarningCode.ClientPresence,
+      message: `A presence track on ${this.name} waits ${wait} ms: Supabase closes a channel on the 6th track/untrack within 30 s.`,
+      details: { waitMs: wait, channel: this.name },
+    });
+    await new Promise<void>((resolve) => {
+      const timer = this.#env.timers.setTimeout(() => {
+        this.#sleep = undefined;
+        resolve();
+      }, wait);
+      this.#sleep = { timer, resolve };
+    });
+  }
+}

@@ -1,0 +1,230 @@
+import { MatchmakingError, MatchmakingErrorCode } from '../../core/errors';
+import type { CancelReason, MatchInfo, SearchCriteria } from '../../core/types';
+import type { PostgrestErrorLike, RpcResponseLike } from '../supabaseLike';
+
+/**
+ * The RPC names, JSON shapes and presence payloads of the presence tiers
+ * (supabase/migrations/*_matchmaker_presence.sql), decoded defensively: anything unexpected becomes a
+ * `protocol` error rather than a crash.
+ *
+ * @internal
+ */
+export const PRESENCE_RPC = {
+  begin: 'matchmaker_presence_begin',
+  end: 'matchmaker_presence_end',
+  heartbeat: 'matchmaker_presence_heartbeat',
+  state: 'matchmaker_presence_state',
+  claim: 'matchmaker_presence_claim',
+  move: 'matchmaker_presence_move',
+} as const;
+
+/** Statuses of a presence search as the RPCs report them. */
+export type PresenceStatus = 'idle' | 'searching' | 'matched' | 'cancelled' | 'expired' | 'superseded';
+
+/** Why a claim lost, as `matchmaker_presence_claim` reports it. */
+export type ClaimLossReason =
+  | 'caller_not_searching'
+  | 'caller_matched'
+  | 'caller_in_match'
+  | 'partner_not_searching'
+  | 'partner_matched'
+  | 'partner_in_match'
+  | 'criteria_mismatch'
+  | 'not_eligible';
+
+/** The match part of an RPC answer. */
+export interface PresenceMatch {
+  readonly id: string;
+  readonly partnerId: string;
+  readonly createdAt: string;
+  readonly criteria: SearchCriteria;
+}
+
+/** A decoded RPC answer (always about the caller's search). */
+export interface PresenceState {
+  readonly status: PresenceStatus;
+  readonly result: string;
+  readonly reason: string | undefined;
+  readonly userId: string;
+  readonly topic: string;
+  /** The search row id (differs from the matchmaker's search id when another tab opened the search). */
+  readonly searchId: string | undefined;
+  /** When the search started, epoch microseconds (the presence sort key). */
+  readonly startedUs: number | undefined;
+  /** The shard the database has on record for this search (sharded tier). */
+  readonly shard: number | undefined;
+  readonly match: PresenceMatch | undefined;
+  readonly heartbeatIntervalMs: number | undefined;
+  /** `matchmaker_presence_move` only: the shard to be in now. */
+  readonly targetShard: number | undefined;
+}
+
+/** What a searcher tracks in the presence channel. */
+export interface PresencePayload {
+  readonly user_id: string;
+  /**
+   * The searcher's place in the channel's pairing order, in epoch microseconds: its search start (database
+   * time), or just after the newest member it saw when it (re)entered the channel (a move, a reconnect, a
+   * return after stepping aside) if that is later. So arrivals are appended and never shift formed pairs.
+   */
+  readonly rank_us: number;
+  readonly criteria: SearchCriteria;
+}
+
+/** Largest rank accepted (keeps `rank + 1` exact in a double). */
+export const MAX_RANK_US = 9e15;
+
+const STATUSES: readonly PresenceStatus[] = [
+  'idle',
+  'searching',
+  'matched',
+  'cancelled',
+  'expired',
+  'superseded',
+];
+const TOPIC_PREFIX = 'matchmaker:user:';
+
+function protocolError(what: string, value: unknown): MatchmakingError {
+  return new MatchmakingError(
+    MatchmakingErrorCode.Protocol,
+    `Unexpected answer from the matchmaker SQL (${what}). Are the shipped migrations up to date? Run \`npx supabase-matchmaker migrate\`.`,
+    { details: { value } },
+  );
+}
+
+function record(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw protocolError(what, value);
+  return value as Record<string, unknown>;
+}
+
+function optionalString(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+function optionalNumber(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
+}
+
+/** Decodes the match object of an RPC answer. */
+export function decodePresenceMatch(value: unknown): PresenceMatch {
+  const m = record(value, 'match');
+  const id = optionalString(m.id);
+  const partnerId = optionalString(m.partner_id);
+  const createdAt = optionalString(m.created_at);
+  if (!id || !partnerId || !createdAt)
+    throw protocolError('match without id, partner_id or created_at', value);
+  const criteria =
+    typeof m.criteria === 'object' && m.criteria !== null ? (m.criteria as SearchCriteria) : {};
+  return { id, partnerId, createdAt: new Date(createdAt).toISOString(), criteria };
+}
+
+/** Decodes one RPC answer. */
+export function decodePresenceState(value: unknown): PresenceState {
+  const s = record(value, 'state');
+  const status = s.status as PresenceStatus;
+  if (!STATUSES.includes(status)) throw protocolError(`unknown status ${String(s.status)}`, value);
+  const topic = optionalString(s.topic);
+  if (!topic?.startsWith(TOPIC_PREFIX)) throw protocolError('missing topic', value);
+  const search = s.search === null || s.search === undefined ? undefined : record(s.search, 'search');
+  return {
+    status,
+    result: optionalString(s.result) ?? '',
+    reason: optionalString(s.reason),
+    userId: topic.slice(TOPIC_PREFIX.length),
+    topic,
+    searchId: optionalString(search?.id),
+    startedUs: optionalNumber(search?.started_us),
+    shard: optionalNumber(search?.shard),
+    match: status === 'matched' ? decodePresenceMatch(s.match) : undefined,
+    heartbeatIntervalMs: optionalNumber(s.heartbeat_interval_ms),
+    targetShard: optionalNumber(s.shard),
+  };
+}
+
+/** Builds the core's {@link MatchInfo}: user ids in a canonical (sorted) order so both users see the same. */
+export function toPresenceMatchInfo(
+  userId: string,
+  match: PresenceMatch,
+  strategy: 'presence' | 'sharded-presence',
+): MatchInfo {
+  const userIds = (userId < match.partnerId ? [userId, match.partnerId] : [match.partnerId, userId]) as [
+    string,
+    string,
+  ];
+  return Object.freeze({
+    matchId: match.id,
+    userIds: Object.freeze(userIds) as readonly [string, string],
+    createdAt: match.createdAt,
+    strategy,
+    criteria: Object.freeze({ ...match.criteria }),
+  });
+}
+
+/** Maps a finished search's status to the core's cancel reason (undefined while searching or matched). */
+export function presenceEndReason(
+  status: PresenceStatus,
+): Exclude<CancelReason, 'timeout' | 'closed'> | undefined {
+  switch (status) {
+    case 'cancelled':
+      return 'user';
+    case 'expired':
+    case 'idle':
+      return 'expired';
+    case 'superseded':
+      return 'superseded';
+    default:
+      return undefined;
+  }
+}
+
+/** Decodes a tracked presence meta; undefined when it is not a searcher's payload. */
+export function decodePresencePayload(meta: Readonly<Record<string, unknown>>): PresencePayload | undefined {
+  const userId = meta.user_id;
+  const rank = meta.rank_us;
+  const criteria = meta.criteria;
+  if (typeof userId !== 'string' || userId.length === 0 || userId.length > 64) return undefined;
+  if (typeof rank !== 'number' || !Number.isInteger(rank) || rank < 0 || rank > MAX_RANK_US) return undefined;
+  if (typeof criteria !== 'object' || criteria === null || Array.isArray(criteria)) return undefined;
+  return { user_id: userId, rank_us: rank, criteria: criteria as SearchCriteria };
+}
+
+/** Turns a PostgREST error (or a transport failure, status 0) into a {@link MatchmakingError}. */
+export function presenceRpcError(fn: string, response: RpcResponseLike): MatchmakingError {
+  const error = response.error as PostgrestErrorLike;
+  const code = error.code ?? '';
+  const details = { fn, status: response.status, sqlstate: code, hint: error.hint ?? null };
+  const text = `${fn} failed: ${error.message}`;
+  if (code === 'PGRST202' || code === '42883' || code === 'PGRST106' || (response.status === 404 && !code)) {
+    return new MatchmakingError(
+      MatchmakingErrorCode.SchemaMismatch,
+      `${text}. The presence tier's functions are missing from this database: apply the shipped migrations (\`npx supabase-matchmaker migrate --database-url ...\`, or copy them with \`npx supabase-matchmaker migrations --out supabase/migrations\`).`,
+      { cause: error, details },
+    );
+  }
+  if (
+    code.startsWith('PGRST30') ||
+    response.status === 401 ||
+    (code === '42501' && /not authenticated/.test(error.message))
+  ) {
+    return new MatchmakingError(
+      MatchmakingErrorCode.Unauthorized,
+      `${text}. Sign the user in first: the presence tiers act for the user of the Supabase session (auth.uid()).`,
+      { cause: error, details },
+    );
+  }
+  if (code === '42501' || code === 'MM409' || response.status === 403) {
+    return new MatchmakingError(MatchmakingErrorCode.Forbidden, text, { cause: error, details });
+  }
+  if (code === '22023') {
+    return new MatchmakingError(MatchmakingErrorCode.InvalidArgument, text, { cause: error, details });
+  }
+  if (response.status === 429) {
+    return new MatchmakingError(MatchmakingErrorCode.RateLimited, text, { cause: error, details });
+  }
+  return new MatchmakingError(MatchmakingErrorCode.Unavailable, text, { cause: error, details });
+}
+
+/** True when a Realtime stop or join-error text names a quota or rate limit. */
+export function isQuotaMessage(message: string): boolean {
+  return /too many|rate ?limit|limit exceeded|size exceeded/i.test(message);
+}
