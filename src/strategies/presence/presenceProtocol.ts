@@ -1,6 +1,16 @@
-import { MatchmakingError, MatchmakingErrorCode } from '../../core/errors';
+import type { MatchmakingError } from '../../core/errors';
 import type { CancelReason, MatchInfo, SearchCriteria } from '../../core/types';
-import type { PostgrestErrorLike, RpcResponseLike } from '../supabaseLike';
+import {
+  decodeMatch,
+  optionalString,
+  protocolError,
+  type RpcMatch,
+  record,
+  rpcError,
+  toMatchInfo,
+  USER_TOPIC_PREFIX,
+} from '../rpcProtocol';
+import type { RpcResponseLike } from '../supabaseLike';
 
 /**
  * The RPC names, JSON shapes and presence payloads of the presence tiers
@@ -33,12 +43,7 @@ export type ClaimLossReason =
   | 'not_eligible';
 
 /** The match part of an RPC answer. */
-export interface PresenceMatch {
-  readonly id: string;
-  readonly partnerId: string;
-  readonly createdAt: string;
-  readonly criteria: SearchCriteria;
-}
+export type PresenceMatch = RpcMatch;
 
 /** A decoded RPC answer (always about the caller's search). */
 export interface PresenceState {
@@ -82,40 +87,10 @@ const STATUSES: readonly PresenceStatus[] = [
   'expired',
   'superseded',
 ];
-const TOPIC_PREFIX = 'matchmaker:user:';
-
-function protocolError(what: string, value: unknown): MatchmakingError {
-  return new MatchmakingError(
-    MatchmakingErrorCode.Protocol,
-    `Unexpected answer from the matchmaker SQL (${what}). Are the shipped migrations up to date? Run \`npx supabase-matchmaker migrate\`.`,
-    { details: { value } },
-  );
-}
-
-function record(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw protocolError(what, value);
-  return value as Record<string, unknown>;
-}
-
-function optionalString(value: unknown): string | undefined {
-  return typeof value === 'string' ? value : undefined;
-}
+const TOPIC_PREFIX = USER_TOPIC_PREFIX;
 
 function optionalNumber(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined;
-}
-
-/** Decodes the match object of an RPC answer. */
-export function decodePresenceMatch(value: unknown): PresenceMatch {
-  const m = record(value, 'match');
-  const id = optionalString(m.id);
-  const partnerId = optionalString(m.partner_id);
-  const createdAt = optionalString(m.created_at);
-  if (!id || !partnerId || !createdAt)
-    throw protocolError('match without id, partner_id or created_at', value);
-  const criteria =
-    typeof m.criteria === 'object' && m.criteria !== null ? (m.criteria as SearchCriteria) : {};
-  return { id, partnerId, createdAt: new Date(createdAt).toISOString(), criteria };
 }
 
 /** Decodes one RPC answer. */
@@ -135,29 +110,19 @@ export function decodePresenceState(value: unknown): PresenceState {
     searchId: optionalString(search?.id),
     startedUs: optionalNumber(search?.started_us),
     shard: optionalNumber(search?.shard),
-    match: status === 'matched' ? decodePresenceMatch(s.match) : undefined,
+    match: status === 'matched' ? decodeMatch(s.match) : undefined,
     heartbeatIntervalMs: optionalNumber(s.heartbeat_interval_ms),
     targetShard: optionalNumber(s.shard),
   };
 }
 
-/** Builds the core's {@link MatchInfo}: user ids in a canonical (sorted) order so both users see the same. */
+/** Builds the core's {@link MatchInfo} for a presence match. */
 export function toPresenceMatchInfo(
   userId: string,
   match: PresenceMatch,
   strategy: 'presence' | 'sharded-presence',
 ): MatchInfo {
-  const userIds = (userId < match.partnerId ? [userId, match.partnerId] : [match.partnerId, userId]) as [
-    string,
-    string,
-  ];
-  return Object.freeze({
-    matchId: match.id,
-    userIds: Object.freeze(userIds) as readonly [string, string],
-    createdAt: match.createdAt,
-    strategy,
-    criteria: Object.freeze({ ...match.criteria }),
-  });
+  return toMatchInfo(userId, match, strategy);
 }
 
 /** Maps a finished search's status to the core's cancel reason (undefined while searching or matched). */
@@ -190,38 +155,7 @@ export function decodePresencePayload(meta: Readonly<Record<string, unknown>>): 
 
 /** Turns a PostgREST error (or a transport failure, status 0) into a {@link MatchmakingError}. */
 export function presenceRpcError(fn: string, response: RpcResponseLike): MatchmakingError {
-  const error = response.error as PostgrestErrorLike;
-  const code = error.code ?? '';
-  const details = { fn, status: response.status, sqlstate: code, hint: error.hint ?? null };
-  const text = `${fn} failed: ${error.message}`;
-  if (code === 'PGRST202' || code === '42883' || code === 'PGRST106' || (response.status === 404 && !code)) {
-    return new MatchmakingError(
-      MatchmakingErrorCode.SchemaMismatch,
-      `${text}. The presence tier's functions are missing from this database: apply the shipped migrations (\`npx supabase-matchmaker migrate --database-url ...\`, or copy them with \`npx supabase-matchmaker migrations --out supabase/migrations\`).`,
-      { cause: error, details },
-    );
-  }
-  if (
-    code.startsWith('PGRST30') ||
-    response.status === 401 ||
-    (code === '42501' && /not authenticated/.test(error.message))
-  ) {
-    return new MatchmakingError(
-      MatchmakingErrorCode.Unauthorized,
-      `${text}. Sign the user in first: the presence tiers act for the user of the Supabase session (auth.uid()).`,
-      { cause: error, details },
-    );
-  }
-  if (code === '42501' || code === 'MM409' || response.status === 403) {
-    return new MatchmakingError(MatchmakingErrorCode.Forbidden, text, { cause: error, details });
-  }
-  if (code === '22023') {
-    return new MatchmakingError(MatchmakingErrorCode.InvalidArgument, text, { cause: error, details });
-  }
-  if (response.status === 429) {
-    return new MatchmakingError(MatchmakingErrorCode.RateLimited, text, { cause: error, details });
-  }
-  return new MatchmakingError(MatchmakingErrorCode.Unavailable, text, { cause: error, details });
+  return rpcError(fn, response, { tier: 'the presence tiers' });
 }
 
 /** True when a Realtime stop or join-error text names a quota or rate limit. */
