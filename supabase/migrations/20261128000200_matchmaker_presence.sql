@@ -191,19 +191,6 @@ create policy presence_searches_select_own on matchmaker.presence_searches for s
 -- ---------------------------------------------------------------------------------------------
 -- Internal helpers (EXECUTE revoked from PUBLIC below; called from the definer functions).
 -- ---------------------------------------------------------------------------------------------
-create function matchmaker._presence_require_user(p_user uuid) returns void
-language plpgsql stable
-set search_path = ''
-as $fn$
-begin
-  if p_user is null then
-    raise exception 'matchmaker: not authenticated'
-      using errcode = '42501',
-            hint = 'Call this function with a signed-in user''s JWT; auth.uid() is null for the anon key and service key.';
-  end if;
-end
-$fn$;
-
 create function matchmaker._presence_settings() returns matchmaker.presence_settings
 language plpgsql stable
 set search_path = ''
@@ -405,7 +392,7 @@ declare
   r matchmaker.presence_searches;
   v_now timestamptz;
 begin
-  perform matchmaker._presence_require_user(p_user);
+  perform matchmaker._require_user(p_user);
   s := matchmaker._presence_settings();
   select c.criteria, c.pool into v_criteria, v_pool from matchmaker._presence_criteria(p_criteria) as c;
   if p_shard is not null and (p_shard < 0 or p_shard >= 100000) then
@@ -465,7 +452,7 @@ declare
   r matchmaker.presence_searches;
   v_now timestamptz;
 begin
-  perform matchmaker._presence_require_user(p_user);
+  perform matchmaker._require_user(p_user);
   s := matchmaker._presence_settings();
   perform matchmaker._presence_lock_user(p_user);
   r := matchmaker._presence_row(p_user, p_search_id, true);
@@ -498,7 +485,7 @@ declare
   r matchmaker.presence_searches;
   v_now timestamptz;
 begin
-  perform matchmaker._presence_require_user(p_user);
+  perform matchmaker._require_user(p_user);
   s := matchmaker._presence_settings();
   r := matchmaker._presence_row(p_user, p_search_id, true);
   v_now := pg_catalog.clock_timestamp();
@@ -525,7 +512,7 @@ declare
   s matchmaker.presence_settings;
   r matchmaker.presence_searches;
 begin
-  perform matchmaker._presence_require_user(p_user);
+  perform matchmaker._require_user(p_user);
   s := matchmaker._presence_settings();
   r := matchmaker._presence_row(p_user, p_search_id, false);
   return matchmaker._presence_envelope(p_user, r, 'state', null, s);
@@ -550,7 +537,7 @@ declare
   v_now timestamptz;
   v_match uuid := gen_random_uuid();
 begin
-  perform matchmaker._presence_require_user(p_caller);
+  perform matchmaker._require_user(p_caller);
   if p_a is null or p_b is null then
     raise exception 'matchmaker: invalid argument: user_a and user_b are required' using errcode = '22023';
   end if;
@@ -659,7 +646,7 @@ declare
   v_target integer;
   v_out jsonb;
 begin
-  perform matchmaker._presence_require_user(p_user);
+  perform matchmaker._require_user(p_user);
   if p_shard_count is null or p_shard_count < 1 or p_shard_count > 100000 then
     raise exception 'matchmaker: invalid argument: shard_count must be between 1 and 100000' using errcode = '22023';
   end if;
