@@ -18,7 +18,7 @@
 --     differ, nothing but index probes between the pool lock and the decision, and a join that finds
 --     a partner never inserts its own ticket (it goes straight to history: one insert and one delete
 --     fewer, no dead tuple). Idempotent retries, double taps, criteria changes and revivals go to
---     matchmaker._join_general, which is the 20261128000100 body unchanged.
+--     matchmaker._join_general, which is the 20261128000100 `_join` renamed.
 --   * matchmaker._apply_pairs (batch): `set jit = off`; notifications written by one insert.
 --   * matchmaker._broadcast: the rows realtime.send() would insert, for several users at once, in one
 --     statement and at most one subtransaction (realtime.send opens one per message: 2,000 per chunk
@@ -105,102 +105,18 @@ end
 $fn$;
 
 -- ---------------------------------------------------------------------------------------------
--- The general join: the 20261128000100 body unchanged, under a new name. The fast join below
--- delegates to it whenever the user already has an open ticket or the ticket id is already known
--- (double taps, retries, criteria changes, revivals): all of that logic stays in one place.
+-- The general join: the 20261128000100 `_join`, renamed (its body is not repeated here). The fast
+-- join below delegates to it whenever the user already has an open ticket or the ticket id is
+-- already known (double taps, retries, criteria changes, revivals): that logic stays in one place.
 -- ---------------------------------------------------------------------------------------------
-create function matchmaker._join_general(p_user uuid, p_criteria jsonb, p_ticket_id uuid) returns jsonb
-language plpgsql volatile
-set search_path = ''
-set enable_seqscan = off
-set enable_bitmapscan = off
-as $fn$
-declare
-  s matchmaker.settings;
-  v_pool text;
-  v_criteria jsonb;
-  v_old matchmaker.tickets;
-  v_old_id uuid;
-  v_t matchmaker.tickets;
-  h matchmaker.ticket_history;
-  v_now timestamptz;
-  v_hint bigint;
-  v_old_hint bigint;
-begin
-  perform matchmaker._require_user(p_user);
-  s := matchmaker._settings();
-  select n.pool, n.criteria into v_pool, v_criteria
-  from matchmaker._normalize_criteria(p_criteria, s.criteria_keys) as n;
-
-  perform matchmaker._lock_user(p_user);
-  select * into v_old from matchmaker.tickets where user_id = p_user;
-  v_old_id := v_old.id;
-  if v_old_id is null then
-    perform matchmaker._lock_pools(array[v_pool]);
-  else
-    perform matchmaker._lock_pools(array[v_pool, v_old.pool]);
-    -- Re-read under the lock: a claimer or the sweeper may have finished it meanwhile.
-    select * into v_old from matchmaker.tickets where id = v_old_id;
-  end if;
-  v_now := pg_catalog.clock_timestamp();
-
-  -- Idempotency key, checked under the locks: nothing can finish this user's open ticket now (its pool
-  -- is locked), so a ticket id is either open (v_old), finished (history) or unknown.
-  if p_ticket_id is not null then
-    select * into h from matchmaker.ticket_history where ticket_id = p_ticket_id;
-    if found then
-      if h.user_id <> p_user then
-        raise exception 'matchmaker: ticket belongs to another user' using errcode = 'MM409';
-      end if;
-      return matchmaker._history_state(h, 'existing', s);
-    end if;
-    if v_old.id is distinct from p_ticket_id
-       and exists (select 1 from matchmaker.tickets where id = p_ticket_id) then
-      raise exception 'matchmaker: ticket belongs to another user' using errcode = 'MM409';
-    end if;
-  end if;
-
-  if v_old_id is not null and v_old.id is null then
-    select * into h from matchmaker.ticket_history where ticket_id = v_old_id;
-    -- The open ticket we saw was matched while we waited: a double tap or a retry of that join.
-    if h.outcome = 'matched' and (p_ticket_id is null or p_ticket_id = v_old_id) then
-      return matchmaker._history_state(h, 'existing', s);
-    end if;
-  elsif v_old.id is not null then
-    if v_old.expires_at <= v_now then
-      v_old_hint := matchmaker._pool_hint(v_old.pool);
-      perform matchmaker._retire(array[v_old.id], 'expired', 'ttl', v_now, s.heartbeat_timeout);
-      perform matchmaker._settle_pool(v_old.pool, v_old_hint);
-    elsif (v_old.criteria = v_criteria and v_old.pool = v_pool) or v_old.id = p_ticket_id then
-      -- Same search already open: return it (double tap, retry, second tab). A stale one is revived.
-      if s.heartbeat_timeout is not null and v_old.last_seen_at <= v_now - s.heartbeat_timeout then
-        update matchmaker.tickets set last_seen_at = v_now where id = v_old.id returning * into v_old;
-        return matchmaker._claim_and_pair(v_old, matchmaker._pool_hint(v_pool), v_now, 'existing', s, false);
-      end if;
-      return matchmaker._waiting_state(v_old, 'existing', s);
-    else
-      v_old_hint := matchmaker._pool_hint(v_old.pool);
-      perform matchmaker._retire(array[v_old.id], 'superseded', 'criteria_changed', v_now, s.heartbeat_timeout);
-      perform matchmaker._settle_pool(v_old.pool, v_old_hint);
-    end if;
-  end if;
-
-  v_hint := matchmaker._pool_hint(v_pool);
-  insert into matchmaker.tickets (id, user_id, pool, criteria, enqueued_at, expires_at, last_seen_at, widens_at)
-  values (coalesce(p_ticket_id, gen_random_uuid()), p_user, v_pool, v_criteria, v_now, v_now + s.ticket_ttl, v_now,
-          matchmaker._next_widen(v_criteria, v_now, v_now, s.widen))
-  returning * into v_t;
-
-  return matchmaker._claim_and_pair(v_t, v_hint, v_now, 'created', s, false);
-end
-$fn$;
+alter function matchmaker._join(uuid, jsonb, uuid) rename to _join_general;
 
 -- ---------------------------------------------------------------------------------------------
 -- Join, fast path: a user with no open ticket and a new ticket id (every first join). Same rule,
 -- same locks in the same order, same rows, same notifications, same JSON as the general join;
 -- only cheaper (see header).
 -- ---------------------------------------------------------------------------------------------
-create or replace function matchmaker._join(p_user uuid, p_criteria jsonb, p_ticket_id uuid) returns jsonb
+create function matchmaker._join(p_user uuid, p_criteria jsonb, p_ticket_id uuid) returns jsonb
 language plpgsql volatile
 set search_path = ''
 set enable_seqscan = off
@@ -449,5 +365,5 @@ end
 $fn$;
 
 -- Privileges: the new functions are internal; the replaced ones keep their grants.
-revoke all on function matchmaker._join_general(uuid, jsonb, uuid) from public, anon, authenticated, service_role;
+revoke all on function matchmaker._join(uuid, jsonb, uuid) from public, anon, authenticated, service_role;
 revoke all on function matchmaker._broadcast(uuid[], text, jsonb[]) from public, anon, authenticated, service_role;

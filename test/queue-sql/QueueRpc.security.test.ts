@@ -41,6 +41,11 @@ describe('another user', () => {
     await expect(
       asRole(s, 'authenticated', as(alice), `select matchmaker._cancel($1::uuid, null)`, [bob]),
     ).rejects.toMatchObject({ code: '42501' });
+    for (const fn of ['matchmaker._join', 'matchmaker._join_general']) {
+      await expect(
+        asRole(s, 'authenticated', as(alice), `select ${fn}($1::uuid, '{}'::jsonb, null)`, [bob]),
+      ).rejects.toMatchObject({ code: '42501' });
+    }
     await expect(
       asRole(s, 'authenticated', as(alice), `delete from matchmaker.tickets`),
     ).rejects.toMatchObject({ code: '42501' });
