@@ -8,6 +8,7 @@ export default defineConfig([
       'testing/index': 'src/testing/index.ts',
       'server/index': 'src/server/index.ts',
       'migrations/index': 'src/migrations/index.ts',
+      'react/index': 'src/react/index.ts',
     },
     format: ['esm', 'cjs'],
     dts: true,
