@@ -37,7 +37,9 @@ describe('browser safety', () => {
     expect(imports.filter((path) => nodeBuiltins.has(path))).toEqual([]);
     // Nothing from the Node-only subpaths leaks in through an import chain.
     expect(inputs.filter((path) => /^src\/(server|testing|migrations)\//.test(path))).toEqual([]);
-    expect(inputs.filter((path) => /node_modules\/(pg|ws|ioredis|prom-client|jose)\//.test(path))).toEqual([]);
+    expect(inputs.filter((path) => /node_modules\/(pg|ws|ioredis|prom-client|jose)\//.test(path))).toEqual(
+      [],
+    );
   });
 
   it('fails for a module that does import a Node built-in (the check can fail)', async () => {
