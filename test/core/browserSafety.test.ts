@@ -1,4 +1,5 @@
 import { builtinModules } from 'node:module';
+import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
@@ -29,6 +30,52 @@ async function browserBundle(entry: string): Promise<{ inputs: string[]; imports
   const imports = Object.values(result.metafile.inputs).flatMap((input) => input.imports.map((i) => i.path));
   return { inputs, imports };
 }
+
+/** Gzipped size in bytes of a minified browser bundle of `contents` (a module in the repository root). */
+async function gzippedBundle(contents: string): Promise<number> {
+  const result = await build({
+    absWorkingDir: root,
+    stdin: { contents, resolveDir: root, loader: 'ts' },
+    bundle: true,
+    minify: true,
+    write: false,
+    platform: 'browser',
+    format: 'esm',
+    external: PEERS,
+    logLevel: 'silent',
+  });
+  const [output] = result.outputFiles;
+  if (!output) throw new Error('esbuild wrote nothing');
+  return gzipSync(output.contents, { level: 9 }).length;
+}
+
+/**
+ * Size budgets (minified + gzip), a little above today's sizes so that an accidental heavy import fails here.
+ * Raise a budget on purpose, in the same change that says why (README "Bundle size").
+ */
+const SIZE_BUDGETS = [
+  { what: 'createMatchmaker (every tier)', contents: "export { createMatchmaker } from './src/index';", bytes: 22_000 },
+  {
+    what: 'Matchmaker + QueueStrategy only',
+    contents: "export { Matchmaker, QueueStrategy } from './src/index';",
+    bytes: 8_000,
+  },
+  { what: 'supabase-matchmaker/react', contents: "export * from './src/react/index';", bytes: 1_500 },
+];
+
+describe('browser bundle size', () => {
+  it.each(SIZE_BUDGETS)('$what stays within $bytes bytes gzipped', async ({ contents, bytes }) => {
+    const size = await gzippedBundle(contents);
+    expect(size).toBeGreaterThan(0);
+    expect(size).toBeLessThanOrEqual(bytes);
+  });
+
+  it('importing one tier tree-shakes the others away', async () => {
+    const all = await gzippedBundle("export { createMatchmaker } from './src/index';");
+    const one = await gzippedBundle("export { Matchmaker, QueueStrategy } from './src/index';");
+    expect(one).toBeLessThan(all / 2);
+  });
+});
 
 describe('browser safety', () => {
   it.each(BROWSER_ENTRIES)('%s bundles for the browser without a Node built-in', async (entry) => {
