@@ -218,6 +218,11 @@ async function measureJoins(
   for (const db of [previous, current]) {
     await db.admin.query(`update matchmaker.settings set criteria_keys = '[{"key":"room"}]'`);
   }
+  await current.admin.query(
+    `create table public.bench_rpc_floor (id bigint generated always as identity primary key, user_id uuid not null,
+       at timestamptz not null default clock_timestamp());
+     grant insert on public.bench_rpc_floor to authenticated`,
+  );
   const [prevS, curS, seedS] = await Promise.all([
     sessions(previous, sizes.connections),
     sessions(current, sizes.connections),
@@ -260,6 +265,26 @@ async function measureJoins(
         run: () => runClosedLoop(curS, seconds, joinOp(pools, undefined, true)),
       },
     ];
+    if (pools !== 1) {
+      // The harness's own ceiling: the same PostgREST-shaped transaction (node client, 3 round trips, synchronous
+      // commit) around a one-row insert. pgbench, which measures C_tpcb, is a C client; this shows what any write
+      // RPC driven from here can reach on this machine, next to the join.
+      variants.push({
+        key: 'floor',
+        label: 'PostgREST-shaped one-row insert (floor of any write RPC)',
+        run: () =>
+          runClosedLoop(curS, seconds, async (session) => {
+            const user = randomUUID();
+            await callAsUser(
+              session,
+              user,
+              'insert into public.bench_rpc_floor (user_id) values ($1::uuid)',
+              [user],
+            );
+            return false;
+          }),
+      });
+    }
     if (pools === 1) {
       variants.push({
         key: 'seed',
