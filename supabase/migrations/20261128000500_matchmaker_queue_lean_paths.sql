@@ -12,7 +12,7 @@
 --     `exact` without a default, and the criteria are an object of declared keys with plain string
 --     values): the criteria are already normal, so one statement checks that and returns them.
 --     Everything else goes to matchmaker._normalize_criteria_general, the 20261128000100 function
---     renamed (its body is not repeated here). Measured ~39 us -> ~10 us per join.
+--     renamed (its body is not repeated here).
 --   * matchmaker._state (the poll / reconcile read, public.matchmaker_state): one PL/pgSQL function
 --     with its JSON built inline (it called _require_user, _settings, _envelope, _topic,
 --     _heartbeat_interval_ms, _ticket_json and _waiting_state/_history_state, SQL functions with a
@@ -31,6 +31,18 @@
 --     matchmaker._pg_cron_version(), so the 1.5+ branch (seconds schedule) can be tested with a
 --     clearly named stand-in (test/queue-sql/QueueSql.leanPaths.test.ts); real pg_cron 1.5 was not
 --     run here (Debian ships 1.4).
+--
+-- MEASURED (pgbench driving PostgREST-shaped transactions, 000400 vs this migration in one lock hold,
+--   2-core VM, track_functions; bench/README.md "Queue tier" has the full benchmark)
+--   Join, server time inside public.matchmaker_join (one connection): 440 -> 314 us
+--     (_normalize_criteria 54 -> 24 us; the rest is run-to-run noise of a shared machine).
+--   Join, 8 connections over 1,000 pools: 2,209 -> 2,359 tps (C_tpcb of that hold: 2,621 tps).
+--   matchmaker_state, 4 connections: 5,851 -> 8,128 calls/s; the same transaction around `select 1`
+--     is the ceiling (the state read now costs about a third more than an empty call).
+--   Batch (20K backlog): no measurable change (16.8K vs 16.2-17.0K matches/s): the set-based choice
+--     saves ~2.6 ms per 1,000 pairs of ~56 ms; the rest is the rows and index entries every pair writes
+--     (1 match, 2 history rows, 2 messages: 5 heap rows and 13 btree entries, most on random uuids),
+--     and the payload "id" costs about as much as the choice saves.
 --
 -- WRITING realtime.messages DIRECTLY (20261128000400's _broadcast), CHECKED AGAINST SUPABASE REALTIME
 --   Read in github.com/supabase/realtime (lib/realtime/tenants/repo/migrations and
