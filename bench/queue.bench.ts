@@ -25,6 +25,7 @@ import {
   type QueueSchema,
 } from './lib/queueDatabases';
 import {
+  callAsUser,
   type LoadOperation,
   type LoadResult,
   queueJoin,
@@ -217,6 +218,11 @@ async function measureJoins(
   for (const db of [previous, current]) {
     await db.admin.query(`update matchmaker.settings set criteria_keys = '[{"key":"room"}]'`);
   }
+  await current.admin.query(
+    `create table public.bench_rpc_floor (id bigint generated always as identity primary key, user_id uuid not null,
+       at timestamptz not null default clock_timestamp());
+     grant insert on public.bench_rpc_floor to authenticated`,
+  );
   const [prevS, curS, seedS] = await Promise.all([
     sessions(previous, sizes.connections),
     sessions(current, sizes.connections),
@@ -259,6 +265,26 @@ async function measureJoins(
         run: () => runClosedLoop(curS, seconds, joinOp(pools, undefined, true)),
       },
     ];
+    if (pools !== 1) {
+      // The harness's own ceiling: the same PostgREST-shaped transaction (node client, 3 round trips, synchronous
+      // commit) around a one-row insert. pgbench, which measures C_tpcb, is a C client; this shows what any write
+      // RPC driven from here can reach on this machine, next to the join.
+      variants.push({
+        key: 'floor',
+        label: 'PostgREST-shaped one-row insert (floor of any write RPC)',
+        run: () =>
+          runClosedLoop(curS, seconds, async (session) => {
+            const user = randomUUID();
+            await callAsUser(
+              session,
+              user,
+              'insert into public.bench_rpc_floor (user_id) values ($1::uuid)',
+              [user],
+            );
+            return false;
+          }),
+      });
+    }
     if (pools === 1) {
       variants.push({
         key: 'seed',
@@ -309,19 +335,41 @@ async function measureJoins(
     note: latNote,
   });
 
-  // matchmaker_state: the reconcile / poll read, 4 connections (as pgbench -S -c 4).
+  // matchmaker_state: the reconcile / poll read, 4 connections (as pgbench -S -c 4). Beside it, A B A B, the same
+  // PostgREST-shaped transaction around `select 1`: what any RPC costs before the function does anything (three
+  // round trips, where pgbench -S makes one), so the state read's own cost shows as its share of that floor.
   const users = polled.length > 0 ? polled : [randomUUID()];
-  const states = await ctx.repeat(async () => {
-    const r = await runClosedLoop(curS.slice(0, 4), Math.max(0.5, seconds / 2), async (session) => {
-      await queueState(session, users[Math.floor(Math.random() * users.length)] ?? users[0]!);
-      return false;
-    });
-    return r.opsPerSec;
-  });
-  ctx.report('matchmaker_state calls/s (reconcile/poll), 4 connections', states.median, 'calls/s', {
+  const pick = () => users[Math.floor(Math.random() * users.length)] ?? users[0]!;
+  const stateSeconds = Math.max(0.5, seconds / 2);
+  const calls = await ctx.interleave(
+    async () => {
+      const r = await runClosedLoop(curS.slice(0, 4), stateSeconds, async (session) => {
+        await queueState(session, pick());
+        return false;
+      });
+      return r.opsPerSec;
+    },
+    async () => {
+      const r = await runClosedLoop(curS.slice(0, 4), stateSeconds, async (session) => {
+        await callAsUser(session, pick(), 'select $1::text as status', ['state']);
+        return false;
+      });
+      return r.opsPerSec;
+    },
+  );
+  ctx.report('matchmaker_state calls/s (reconcile/poll), 4 connections', calls.a.median, 'calls/s', {
     ratioTo: 'C_sel',
-    note: `median of ${rounds}; users with history`,
+    note: `median of ${rounds}; users with history; ${fmt((calls.a.median / calls.b.median) * 100)}% of the empty PostgREST-shaped call below`,
   });
+  ctx.report(
+    'PostgREST-shaped call of select 1 (floor of any RPC), 4 connections',
+    calls.b.median,
+    'calls/s',
+    {
+      ratioTo: 'C_sel',
+      note: `same transaction as every RPC here (begin + set_config, the call, commit: 3 round trips; pgbench -S: 1); A B A B with the row above`,
+    },
+  );
 }
 
 // -----------------------------------------------------------------------------------------------------------------
