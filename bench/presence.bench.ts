@@ -97,6 +97,8 @@ class RaceEveryoneStrategy implements MatchmakingStrategy {
   #userId = '';
   #payload: Record<string, unknown> = {};
   #shard = 0;
+  /** Claims this client sent (counted when sent, like {@link PresenceStrategy.stats}). */
+  claims = 0;
 
   constructor(
     private readonly supabase: SupabaseClient,
@@ -156,6 +158,7 @@ class RaceEveryoneStrategy implements MatchmakingStrategy {
         for (const meta of payload.newPresences) {
           const other = meta.user_id;
           if (typeof other !== 'string' || other === me || this.#done) continue;
+          this.claims += 1;
           void this.supabase
             .rpc('matchmaker_presence_claim', { user_a: me, user_b: other })
             .then(({ data }) => {
@@ -221,6 +224,57 @@ async function startStack(): Promise<LocalSupabase> {
   return stack;
 }
 
+/**
+ * All clients of the benchmark share one process, so their HTTP sockets and the stack's (both ends of every
+ * connection) count against one open-file limit. Node's fetch opens a new connection for every concurrent
+ * request; 5,000 clients starting within a second would open thousands at once and, with 2 x 5,000 WebSocket
+ * ends, pass the 20,000 open files. Capping the requests in flight across all clients at this many bounds
+ * the sockets; requests above the cap wait here instead of in the stack's queue for one of its 10 database
+ * connections, which adds no delay (the database is the bottleneck either way).
+ */
+const FETCH_CONCURRENCY = 512;
+
+/** One fetch gate shared by every client of the benchmark, with a count of the requests that failed. */
+class FetchGate {
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
+  failures = 0;
+  readonly fetch: typeof fetch = async (input, init) => {
+    if (this.#running >= FETCH_CONCURRENCY) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    } else {
+      this.#running += 1;
+    }
+    try {
+      return await fetch(input, init);
+    } catch (error) {
+      this.failures += 1;
+      throw error;
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running -= 1;
+    }
+  };
+}
+
+const gate = new FetchGate();
+
+/**
+ * Waits until the stack has answered every RPC it received (at most `limitMs`); returns what was in flight at
+ * the call and how long it took. A run's claims still queued for a database connection when it ends are
+ * counted by the stack only when answered: without this they land in the next run's counters (what made a
+ * sharded run after the one-channel race-everyone run show 8 claims per match).
+ */
+async function drainRpc(stack: LocalSupabase, limitMs: number): Promise<{ inFlight: number; ms: number }> {
+  const inFlight = stack.counters.rpcInFlight;
+  const t0 = performance.now();
+  while (stack.counters.rpcInFlight > 0 && performance.now() - t0 < limitMs) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { inFlight, ms: performance.now() - t0 };
+}
+
 let runSeq = 0;
 
 /** N searchers start within one second; returns the run's figures (latency recorded into `latency`). */
@@ -241,12 +295,21 @@ async function runOnce(
   const matchedAt: number[] = [];
   const matchOf: string[] = [];
   const ours: (PresenceStrategy | ShardedPresenceStrategy)[] = [];
+  const baseline: RaceEveryoneStrategy[] = [];
+  const leftover = await drainRpc(stack, 600_000);
+  if (leftover.inFlight > 0) {
+    log.warn(
+      `N=${n} ${design}: ${leftover.inFlight} RPCs of the previous run still in flight; waited ${(leftover.ms / 1000).toFixed(1)} s`,
+    );
+  }
+  const failuresBefore = gate.failures;
   try {
     for (let i = 0; i < n; i += 1) {
       const token = await stack.signToken({ sub: randomUUID(), role: 'authenticated', aud: 'authenticated' });
       const supabase = createClient(stack.url, stack.anonKey, {
         realtime: { transport: WebSocket as unknown as typeof globalThis.WebSocket },
         auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
+        global: { fetch: gate.fetch },
         accessToken: async () => token,
       });
       clients.push(supabase);
@@ -263,6 +326,7 @@ async function runOnce(
             : new PresenceStrategy({ supabase, channel, joinTimeoutMs: 120_000 });
       if (strategy instanceof PresenceStrategy || strategy instanceof ShardedPresenceStrategy)
         ours.push(strategy);
+      else if (strategy instanceof RaceEveryoneStrategy) baseline.push(strategy);
       const matchmaker = new Matchmaker(strategy);
       matchmaker.on('matched', ({ match }) => {
         matchedAt[i] = performance.now();
@@ -299,6 +363,15 @@ async function runOnce(
     const seconds = (performance.now() - t0) / 1000;
     await new Promise((resolve) => setTimeout(resolve, 500));
     const delta = diffCounters(before, stack.counters.snapshot());
+    // Claims the run's clients sent (the issue's "claims per match"); the stack's count is the cross-check.
+    const claims =
+      ours.reduce((sum, s) => sum + s.stats.claims, 0) + baseline.reduce((sum, s) => sum + s.claims, 0);
+    const serverClaims = delta.rpcByFunction.matchmaker_presence_claim ?? 0;
+    log.info(
+      `N=${n} ${design}: claims sent ${claims}, answered by the stack in the run ${serverClaims}, ` +
+        `RPCs still in flight ${stack.counters.rpcInFlight}, RPC errors ${delta.rpcErrors}, ` +
+        `fetch failures ${gate.failures - failuresBefore}, quota stops ${delta.quotaStops}`,
+    );
     if (ours.length > 0) {
       const lost: Record<string, number> = {};
       let moves = 0;
@@ -330,7 +403,6 @@ async function runOnce(
     });
     for (const count of seen.values()) if (count === 2) pairs += 1;
     const matches = Math.max(1, pairs);
-    const claims = delta.rpcByFunction.matchmaker_presence_claim ?? 0;
     const sample = { p50: 0, p99: 0 };
     if (h.count > 0) {
       sample.p50 = h.percentile(50, 'ms');
@@ -355,6 +427,12 @@ async function runOnce(
         await c.realtime.disconnect();
       }),
     );
+    const tail = await drainRpc(stack, 600_000);
+    if (tail.inFlight > 0) {
+      log.info(
+        `N=${n} ${design}: ${tail.inFlight} RPCs in flight after the run; drained in ${(tail.ms / 1000).toFixed(1)} s`,
+      );
+    }
     await stack.db.query('truncate matchmaker.presence_searches, matchmaker.matches, realtime.messages');
   }
 }
