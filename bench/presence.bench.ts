@@ -12,7 +12,13 @@
  * Sizes: `BENCH_PRESENCE_SIZES` (default `50,200,1000`), `BENCH_PRESENCE_SHARDED` (default `1000,5000`),
  * `BENCH_PRESENCE_SHARDS` (50), `BENCH_PRESENCE_DEADLINE_S` (a run still unmatched after this is cut short and
  * reported with the fraction matched; default 120), `BENCH_PRESENCE_ROUNDS` (rounds for N >= 1000; default 1,
- * smaller N use the run's rounds).
+ * smaller N use the run's rounds), `BENCH_PRESENCE_CLAIM_BUDGET` (race-everyone stops claiming once the run's
+ * clients sent this many; default 200,000: in one channel of 1,000 the rule issues about a million claims within
+ * seconds, more than the process can hold queued).
+ *
+ * Claims per match are the claims the run's clients sent (counted at the clients; the stack's count of answered
+ * claims is logged as a cross-check). Between runs the benchmark waits until the stack has answered every RPC,
+ * so no run's queued claims are counted in the next one.
  *
  * @packageDocumentation
  */
@@ -37,6 +43,8 @@ export interface PresenceBenchSizes {
   readonly shards: number;
   readonly deadlineMs: number;
   readonly bigRounds: number;
+  /** Race-everyone stops claiming once a run's clients have sent this many claims (memory of the process). */
+  readonly claimBudget: number;
 }
 
 function readList(env: BenchEnv, name: string, fallback: readonly number[]): readonly number[] {
@@ -63,6 +71,7 @@ export function readPresenceBenchSizes(env: BenchEnv, quick: boolean): PresenceB
     shards: readNumber(env, 'BENCH_PRESENCE_SHARDS', quick ? 10 : 50),
     deadlineMs: readNumber(env, 'BENCH_PRESENCE_DEADLINE_S', quick ? 30 : 120) * 1000,
     bigRounds: readNumber(env, 'BENCH_PRESENCE_ROUNDS', 1),
+    claimBudget: readNumber(env, 'BENCH_PRESENCE_CLAIM_BUDGET', 200_000),
   };
 }
 
@@ -78,6 +87,8 @@ interface RunFigures {
   readonly p50Ms: number;
   readonly p99Ms: number;
   readonly seconds: number;
+  /** 1 when race-everyone ran out of its claim budget (the run was cut short), else 0. */
+  readonly budgetHit: number;
 }
 
 type Design = 'deterministic' | 'race-everyone';
@@ -86,6 +97,12 @@ interface Layout {
   readonly channel: string;
   /** Sharded: shard count (channels `<channel>:<i>`). */
   readonly shards?: number;
+}
+
+/** Claims a run's race-everyone clients may still send (shared by all of them). */
+interface ClaimBudget {
+  remaining: number;
+  exhausted: boolean;
 }
 
 /** The design's v1 / v1.5 client, as the design describes it. Baseline only. */
@@ -103,6 +120,7 @@ class RaceEveryoneStrategy implements MatchmakingStrategy {
   constructor(
     private readonly supabase: SupabaseClient,
     private readonly layout: Layout,
+    private readonly budget: ClaimBudget,
   ) {
     this.kind = layout.shards ? 'sharded-presence' : 'presence';
   }
@@ -158,6 +176,11 @@ class RaceEveryoneStrategy implements MatchmakingStrategy {
         for (const meta of payload.newPresences) {
           const other = meta.user_id;
           if (typeof other !== 'string' || other === me || this.#done) continue;
+          if (this.budget.remaining <= 0) {
+            this.budget.exhausted = true;
+            continue;
+          }
+          this.budget.remaining -= 1;
           this.claims += 1;
           void this.supabase
             .rpc('matchmaker_presence_claim', { user_a: me, user_b: other })
@@ -237,11 +260,22 @@ const FETCH_CONCURRENCY = 512;
 /** One fetch gate shared by every client of the benchmark, with a count of the requests that failed. */
 class FetchGate {
   #running = 0;
-  readonly #waiting: (() => void)[] = [];
   failures = 0;
+  /** Requests waiting for a slot (not sent yet). */
+  get queued(): number {
+    return this.#waiting.length;
+  }
+  /** Drops every waiting request (it fails without reaching the stack). */
+  dropQueued(): number {
+    const dropped = this.#waiting.splice(0);
+    for (const wake of dropped) wake(false);
+    return dropped.length;
+  }
+  readonly #waiting: ((go: boolean) => void)[] = [];
   readonly fetch: typeof fetch = async (input, init) => {
     if (this.#running >= FETCH_CONCURRENCY) {
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      const go = await new Promise<boolean>((resolve) => this.#waiting.push(resolve));
+      if (!go) throw new Error('dropped at the end of the benchmark run');
     } else {
       this.#running += 1;
     }
@@ -252,7 +286,7 @@ class FetchGate {
       throw error;
     } finally {
       const next = this.#waiting.shift();
-      if (next) next();
+      if (next) next(true);
       else this.#running -= 1;
     }
   };
@@ -284,9 +318,11 @@ async function runOnce(
   design: Design,
   shards: number | undefined,
   deadlineMs: number,
+  claimBudget: number,
   latency: LatencyHistogram,
   log: BenchContext['log'],
 ): Promise<RunFigures> {
+  const budget: ClaimBudget = { remaining: claimBudget, exhausted: false };
   const channel = `bench-${design}-${runSeq++}`;
   const layout: Layout = shards ? { channel, shards } : { channel };
   const clients: SupabaseClient[] = [];
@@ -315,7 +351,7 @@ async function runOnce(
       clients.push(supabase);
       const strategy: MatchmakingStrategy =
         design === 'race-everyone'
-          ? new RaceEveryoneStrategy(supabase, layout)
+          ? new RaceEveryoneStrategy(supabase, layout, budget)
           : shards
             ? new ShardedPresenceStrategy({
                 supabase,
@@ -358,7 +394,14 @@ async function runOnce(
     );
     const deadline = t0 + deadlineMs;
     while (matchedAt.filter((t) => t !== undefined).length < n && performance.now() < deadline) {
+      // Out of claims, and every claim sent has been answered: nothing can change any more.
+      if (budget.exhausted && gate.queued === 0 && stack.counters.rpcInFlight === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (budget.exhausted) {
+      log.warn(
+        `N=${n} ${design}: the rule had sent ${claimBudget} claims (the budget) after ${((performance.now() - t0) / 1000).toFixed(1)} s; it stopped claiming`,
+      );
     }
     const seconds = (performance.now() - t0) / 1000;
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -418,8 +461,11 @@ async function runOnce(
       p50Ms: sample.p50,
       p99Ms: sample.p99,
       seconds,
+      budgetHit: budget.exhausted ? 1 : 0,
     };
   } finally {
+    const dropped = gate.dropQueued();
+    if (dropped > 0) log.info(`N=${n} ${design}: ${dropped} requests still queued at the end were not sent`);
     await Promise.allSettled(matchmakers.map((m) => m.close()));
     await Promise.allSettled(
       clients.map(async (c) => {
@@ -446,7 +492,9 @@ function reportPair(
   b: RunFigures,
   aLatency: LatencyHistogram,
   bLatency: LatencyHistogram,
+  claimBudget: number,
 ): void {
+  const budgetNote = claimBudget.toLocaleString('en-US');
   const note = `${rounds === 1 ? '1 run' : `median of ${rounds}`}, N=${n}`;
   for (const [design, figures, latency] of [
     ['deterministic', a, aLatency],
@@ -454,14 +502,16 @@ function reportPair(
   ] as const) {
     const prefix = `${label} N=${n} ${design}`;
     const cut =
-      figures.matchedFraction < 1
-        ? `; only ${(figures.matchedFraction * 100).toFixed(1)}% matched before the deadline`
-        : '';
+      figures.budgetHit > 0
+        ? `; cut short: the rule sent ${budgetNote} claims (budget) and stopped, ${(figures.matchedFraction * 100).toFixed(1)}% matched`
+        : figures.matchedFraction < 1
+          ? `; only ${(figures.matchedFraction * 100).toFixed(1)}% matched before the deadline`
+          : '';
     ctx.report(`${prefix}: deliveries/match`, figures.deliveriesPerMatch, 'msg', { note: `${note}${cut}` });
     ctx.report(`${prefix}: presence events/match`, figures.presencePerMatch, 'msg', { note });
     ctx.report(`${prefix}: broadcasts/match`, figures.broadcastPerMatch, 'msg', { note });
     ctx.report(`${prefix}: claims/match`, figures.claimsPerMatch, 'calls', {
-      note: `${note}; ${figures.wastedPct.toFixed(1)}% wasted`,
+      note: `${note}; ${figures.wastedPct.toFixed(1)}% wasted${cut}`,
     });
     ctx.report(`${prefix}: join-to-both-matched p50`, latency.percentile(50, 'ms'), 'ms', {
       ratioTo: 'C_rtt_p50',
@@ -496,14 +546,44 @@ export const benchmark = defineBenchmark({
         const [aLatency, bLatency] = [ctx.histogram(), ctx.histogram()];
         ctx.log.info(`${label} N=${n}: ${rounds} round(s), deterministic and race-everyone interleaved`);
         const { a, b } = await ctx.interleave(
-          () => runOnce(stack, n, 'deterministic', shards, sizes.deadlineMs, aLatency, ctx.log),
-          () => runOnce(stack, n, 'race-everyone', shards, sizes.deadlineMs, bLatency, ctx.log),
+          () =>
+            runOnce(
+              stack,
+              n,
+              'deterministic',
+              shards,
+              sizes.deadlineMs,
+              sizes.claimBudget,
+              aLatency,
+              ctx.log,
+            ),
+          () =>
+            runOnce(
+              stack,
+              n,
+              'race-everyone',
+              shards,
+              sizes.deadlineMs,
+              sizes.claimBudget,
+              bLatency,
+              ctx.log,
+            ),
           rounds,
         );
         ctx.log.info(
           `${label} N=${n}: deterministic ${JSON.stringify(a.median)}; race-everyone ${JSON.stringify(b.median)}`,
         );
-        reportPair(ctx, label, n, rounds, a.median as RunFigures, b.median as RunFigures, aLatency, bLatency);
+        reportPair(
+          ctx,
+          label,
+          n,
+          rounds,
+          a.median as RunFigures,
+          b.median as RunFigures,
+          aLatency,
+          bLatency,
+          sizes.claimBudget,
+        );
       }
     }
   },
