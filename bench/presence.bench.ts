@@ -5,8 +5,8 @@
  *
  * - `deterministic`: {@link PresenceStrategy} / {@link ShardedPresenceStrategy} (directed placement).
  * - `race-everyone`: the design's v1 rule, written here only as the baseline: every present searcher that is
- *   not matched claims each newcomer it sees join; the winner broadcasts `buddy-matched` in the channel and the
- *   partner trusts it. Sharded (v1.5): a random shard, and every 5 s the next shard, round-robin. Claims go
+ *   not matched claims each newcomer it sees join (a searcher whose search began after its own); the winner
+ *   broadcasts `buddy-matched` in the channel and the partner trusts it. Sharded (v1.5): a random shard, and every 5 s the next shard, round-robin. Claims go
  *   through the same race-safe SQL (`matchmaker_presence_claim`), so both rows count the same database work.
  *
  * Sizes: `BENCH_PRESENCE_SIZES` (default `50,200,1000`), `BENCH_PRESENCE_SHARDED` (default `1000,5000`),
@@ -83,6 +83,8 @@ interface RunFigures {
   readonly presencePerMatch: number;
   readonly broadcastPerMatch: number;
   readonly claimsPerMatch: number;
+  /** Every RPC the stack answered during the run (begin, state, claim, heartbeat, move, end), per match. */
+  readonly rpcPerMatch: number;
   readonly wastedPct: number;
   readonly p50Ms: number;
   readonly p99Ms: number;
@@ -157,6 +159,7 @@ class RaceEveryoneStrategy implements MatchmakingStrategy {
     const channel = this.supabase.channel(name, { config: { presence: { key: '' } } });
     this.#channel = channel;
     const me = this.#userId;
+    const myRank = this.#payload.rank_us as number;
     const finish = (match: { id: string; partner_id: string; created_at: string }) => {
       if (this.#done) return;
       this.#done = true;
@@ -176,6 +179,9 @@ class RaceEveryoneStrategy implements MatchmakingStrategy {
         for (const meta of payload.newPresences) {
           const other = meta.user_id;
           if (typeof other !== 'string' || other === me || this.#done) continue;
+          // A is present, B is the newcomer: only searches that began after ours are ours to claim (the
+          // join events supabase-js raises for the members already there when we subscribe are not).
+          if (!(typeof meta.rank_us === 'number' && meta.rank_us > myRank)) continue;
           if (this.budget.remaining <= 0) {
             this.budget.exhausted = true;
             continue;
@@ -372,31 +378,36 @@ async function runOnce(
     }
     const before = stack.counters.snapshot();
     const t0 = performance.now();
-    await Promise.all(
-      matchmakers.map(
-        (m, i) =>
-          new Promise<void>((resolve) => {
-            setTimeout(
-              () => {
-                startedAt[i] = performance.now();
-                m.start().then(
-                  () => resolve(),
-                  (error: unknown) => {
-                    log.warn(`start failed: ${String(error)}`);
-                    resolve();
-                  },
-                );
-              },
-              (i / n) * 1000,
-            );
-          }),
-      ),
-    );
+    // The deadline runs from t0 for everything, starts included: when the stack is swamped (race-everyone's
+    // claims), late searchers' starts wait behind the claims, and waiting for every start would have no end.
+    let startFailures = 0;
+    let startsPending = n;
+    matchmakers.forEach((m, i) => {
+      setTimeout(
+        () => {
+          startedAt[i] = performance.now();
+          m.start().then(
+            () => {
+              startsPending -= 1;
+            },
+            (error: unknown) => {
+              startsPending -= 1;
+              startFailures += 1;
+              if (startFailures <= 5) log.warn(`start failed: ${String(error)}`);
+            },
+          );
+        },
+        (i / n) * 1000,
+      );
+    });
     const deadline = t0 + deadlineMs;
     while (matchedAt.filter((t) => t !== undefined).length < n && performance.now() < deadline) {
       // Out of claims, and every claim sent has been answered: nothing can change any more.
       if (budget.exhausted && gate.queued === 0 && stack.counters.rpcInFlight === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    if (startsPending > 0 || startFailures > 0) {
+      log.warn(`N=${n} ${design}: ${startsPending} starts still pending at the end, ${startFailures} failed`);
     }
     if (budget.exhausted) {
       log.warn(
@@ -413,7 +424,8 @@ async function runOnce(
     log.info(
       `N=${n} ${design}: claims sent ${claims}, answered by the stack in the run ${serverClaims}, ` +
         `RPCs still in flight ${stack.counters.rpcInFlight}, RPC errors ${delta.rpcErrors}, ` +
-        `fetch failures ${gate.failures - failuresBefore}, quota stops ${delta.quotaStops}`,
+        `fetch failures ${gate.failures - failuresBefore}, quota stops ${delta.quotaStops}, ` +
+        `RPCs ${JSON.stringify(delta.rpcByFunction)}`,
     );
     if (ours.length > 0) {
       const lost: Record<string, number> = {};
@@ -427,6 +439,27 @@ async function runOnce(
         }
       }
       log.info(`N=${n} ${design}: lost claims ${JSON.stringify(lost)}, moves ${moves}, returns ${returns}`);
+    }
+    const unmatched = matchmakers.flatMap((_m, i) => (matchedAt[i] === undefined ? [i] : []));
+    if (unmatched.length > 0) {
+      // Why: each one's state as the client and the database see it.
+      const rows = await stack.db.query<{ status: string; shard: number | null; n: string }>(
+        `select status, shard, count(*) as n from matchmaker.presence_searches where status = 'searching' group by status, shard order by shard`,
+      );
+      const sample = unmatched.slice(0, 12).map((i) => {
+        const strategy = ours[i];
+        return {
+          i,
+          startedMsAfterT0: Math.round((startedAt[i] ?? Number.NaN) - t0),
+          status: matchmakers[i]?.getSnapshot().status,
+          shard: strategy instanceof ShardedPresenceStrategy ? strategy.shard : undefined,
+          stats: strategy?.stats,
+        };
+      });
+      log.warn(
+        `N=${n} ${design}: ${unmatched.length} unmatched; searches in the database ${JSON.stringify(rows.rows)}; ` +
+          `first ones ${JSON.stringify(sample)}`,
+      );
     }
     // Latency per user: from its start() call to the moment both users of its match had the match.
     const bothAt = new Map<string, number>();
@@ -457,6 +490,7 @@ async function runOnce(
       presencePerMatch: delta.presenceEvents / matches,
       broadcastPerMatch: delta.delivered.broadcast / matches,
       claimsPerMatch: claims / matches,
+      rpcPerMatch: delta.rpcCalls / matches,
       wastedPct: (100 * Math.max(0, claims - pairs)) / matches,
       p50Ms: sample.p50,
       p99Ms: sample.p99,
@@ -513,6 +547,7 @@ function reportPair(
     ctx.report(`${prefix}: claims/match`, figures.claimsPerMatch, 'calls', {
       note: `${note}; ${figures.wastedPct.toFixed(1)}% wasted${cut}`,
     });
+    ctx.report(`${prefix}: RPCs/match (all functions)`, figures.rpcPerMatch, 'calls', { note });
     ctx.report(`${prefix}: join-to-both-matched p50`, latency.percentile(50, 'ms'), 'ms', {
       ratioTo: 'C_rtt_p50',
       note: `${note}; all rounds pooled`,
