@@ -1,7 +1,8 @@
 /**
  * The presence tiers (v1 one channel, v1.5 sharded) beside the design's own rule, on the local stack with one
  * unmodified supabase-js client per searcher: deliveries per match, presence events per match, claims per match,
- * and join-to-both-matched latency (p50/p99), for N searchers who all start within one second.
+ * and join-to-both-matched latency (p50/p99), for N searchers who all start within one second (and, for the
+ * burst rows, at the same moment).
  *
  * - `deterministic`: {@link PresenceStrategy} / {@link ShardedPresenceStrategy} (directed placement).
  * - `race-everyone`: the design's v1 rule, written here only as the baseline: every present searcher that is
@@ -9,7 +10,8 @@
  *   broadcasts `buddy-matched` in the channel and the partner trusts it. Sharded (v1.5): a random shard, and every 5 s the next shard, round-robin. Claims go
  *   through the same race-safe SQL (`matchmaker_presence_claim`), so both rows count the same database work.
  *
- * Sizes: `BENCH_PRESENCE_SIZES` (default `50,200,1000`), `BENCH_PRESENCE_SHARDED` (default `1000,5000`),
+ * Sizes: `BENCH_PRESENCE_SIZES` (default `50,200,1000`), `BENCH_PRESENCE_BURST` (one channel, all N starting at
+ * the same moment instead of within a second; default `200`), `BENCH_PRESENCE_SHARDED` (default `1000,5000`),
  * `BENCH_PRESENCE_SHARDS` (50), `BENCH_PRESENCE_DEADLINE_S` (a run still unmatched after this is cut short and
  * reported with the fraction matched; default 120), `BENCH_PRESENCE_ROUNDS` (rounds for N >= 1000; default 1,
  * smaller N use the run's rounds), `BENCH_PRESENCE_CLAIM_BUDGET` (race-everyone stops claiming once the run's
@@ -39,6 +41,8 @@ import { type BenchContext, defineBenchmark } from './lib/runner';
 /** Sizes of the presence benchmark. */
 export interface PresenceBenchSizes {
   readonly single: readonly number[];
+  /** One channel, every searcher starting at the same moment (the scale test's pattern). */
+  readonly burst: readonly number[];
   readonly sharded: readonly number[];
   readonly shards: number;
   readonly deadlineMs: number;
@@ -67,6 +71,7 @@ function readNumber(env: BenchEnv, name: string, fallback: number): number {
 export function readPresenceBenchSizes(env: BenchEnv, quick: boolean): PresenceBenchSizes {
   return {
     single: readList(env, 'BENCH_PRESENCE_SIZES', quick ? [20, 50] : [50, 200, 1000]),
+    burst: readList(env, 'BENCH_PRESENCE_BURST', quick ? [50] : [200]),
     sharded: readList(env, 'BENCH_PRESENCE_SHARDED', quick ? [200] : [1000, 5000]),
     shards: readNumber(env, 'BENCH_PRESENCE_SHARDS', quick ? 10 : 50),
     deadlineMs: readNumber(env, 'BENCH_PRESENCE_DEADLINE_S', quick ? 30 : 120) * 1000,
@@ -323,6 +328,7 @@ async function runOnce(
   n: number,
   design: Design,
   shards: number | undefined,
+  spreadMs: number,
   deadlineMs: number,
   claimBudget: number,
   latency: LatencyHistogram,
@@ -397,7 +403,7 @@ async function runOnce(
             },
           );
         },
-        (i / n) * 1000,
+        (i / n) * spreadMs,
       );
     });
     const deadline = t0 + deadlineMs;
@@ -570,11 +576,13 @@ export const benchmark = defineBenchmark({
     const stack = await startStack();
     ctx.defer(() => stack.stop());
     ctx.log.info(
-      `single channel N=${sizes.single.join(',')}; sharded (S=${sizes.shards}) N=${sizes.sharded.join(',')}`,
+      `single channel N=${sizes.single.join(',')}, all at once N=${sizes.burst.join(',')}; ` +
+        `sharded (S=${sizes.shards}) N=${sizes.sharded.join(',')}`,
     );
-    for (const [label, list, shards] of [
-      ['one channel', sizes.single, undefined],
-      [`${sizes.shards} shards`, sizes.sharded, sizes.shards],
+    for (const [label, list, shards, spreadMs] of [
+      ['one channel', sizes.single, undefined, 1000],
+      ['one channel, all at once', sizes.burst, undefined, 0],
+      [`${sizes.shards} shards`, sizes.sharded, sizes.shards, 1000],
     ] as const) {
       for (const n of list) {
         const rounds = n >= 1000 ? sizes.bigRounds : Math.min(3, ctx.config.rounds);
@@ -587,6 +595,7 @@ export const benchmark = defineBenchmark({
               n,
               'deterministic',
               shards,
+              spreadMs,
               sizes.deadlineMs,
               sizes.claimBudget,
               aLatency,
@@ -598,6 +607,7 @@ export const benchmark = defineBenchmark({
               n,
               'race-everyone',
               shards,
+              spreadMs,
               sizes.deadlineMs,
               sizes.claimBudget,
               bLatency,
