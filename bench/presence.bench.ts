@@ -49,6 +49,8 @@ export interface PresenceBenchSizes {
   readonly bigRounds: number;
   /** Race-everyone stops claiming once a run's clients have sent this many claims (memory of the process). */
   readonly claimBudget: number;
+  /** `BENCH_PRESENCE_BASELINE=off`: deterministic rows only (for diagnosing the strategy; not for figures). */
+  readonly baseline: boolean;
 }
 
 function readList(env: BenchEnv, name: string, fallback: readonly number[]): readonly number[] {
@@ -77,6 +79,7 @@ export function readPresenceBenchSizes(env: BenchEnv, quick: boolean): PresenceB
     deadlineMs: readNumber(env, 'BENCH_PRESENCE_DEADLINE_S', quick ? 30 : 120) * 1000,
     bigRounds: readNumber(env, 'BENCH_PRESENCE_ROUNDS', 1),
     claimBudget: readNumber(env, 'BENCH_PRESENCE_CLAIM_BUDGET', 200_000),
+    baseline: env.BENCH_PRESENCE_BASELINE !== 'off',
   };
 }
 
@@ -276,6 +279,16 @@ class FetchGate {
   get queued(): number {
     return this.#waiting.length;
   }
+  /** Requests sent and not answered yet, and the age of the oldest (ms). */
+  readonly #sentAt = new Set<number>();
+  get running(): { count: number; oldestMs: number } {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const at of this.#sentAt) oldest = Math.min(oldest, at);
+    return {
+      count: this.#sentAt.size,
+      oldestMs: this.#sentAt.size > 0 ? Math.round(performance.now() - oldest) : 0,
+    };
+  }
   /** Drops every waiting request (it fails without reaching the stack). */
   dropQueued(): number {
     const dropped = this.#waiting.splice(0);
@@ -290,12 +303,15 @@ class FetchGate {
     } else {
       this.#running += 1;
     }
+    const sentAt = performance.now() + Math.random() * 1e-6;
+    this.#sentAt.add(sentAt);
     try {
       return await fetch(input, init);
     } catch (error) {
       this.failures += 1;
       throw error;
     } finally {
+      this.#sentAt.delete(sentAt);
       const next = this.#waiting.shift();
       if (next) next(true);
       else this.#running -= 1;
@@ -431,6 +447,7 @@ async function runOnce(
       `N=${n} ${design}: claims sent ${claims}, answered by the stack in the run ${serverClaims}, ` +
         `RPCs still in flight ${stack.counters.rpcInFlight}, RPC errors ${delta.rpcErrors}, ` +
         `fetch failures ${gate.failures - failuresBefore}, quota stops ${delta.quotaStops}, ` +
+        `client fetches running ${JSON.stringify(gate.running)} and queued ${gate.queued}, ` +
         `RPCs ${JSON.stringify(delta.rpcByFunction)}`,
     );
     if (ours.length > 0) {
@@ -588,19 +605,25 @@ export const benchmark = defineBenchmark({
         const rounds = n >= 1000 ? sizes.bigRounds : Math.min(3, ctx.config.rounds);
         const [aLatency, bLatency] = [ctx.histogram(), ctx.histogram()];
         ctx.log.info(`${label} N=${n}: ${rounds} round(s), deterministic and race-everyone interleaved`);
+        const deterministic = () =>
+          runOnce(
+            stack,
+            n,
+            'deterministic',
+            shards,
+            spreadMs,
+            sizes.deadlineMs,
+            sizes.claimBudget,
+            aLatency,
+            ctx.log,
+          );
+        if (!sizes.baseline) {
+          const only = await ctx.repeat(deterministic, rounds);
+          ctx.log.info(`${label} N=${n}: deterministic ${JSON.stringify(only.median)} (baseline off)`);
+          continue;
+        }
         const { a, b } = await ctx.interleave(
-          () =>
-            runOnce(
-              stack,
-              n,
-              'deterministic',
-              shards,
-              spreadMs,
-              sizes.deadlineMs,
-              sizes.claimBudget,
-              aLatency,
-              ctx.log,
-            ),
+          deterministic,
           () =>
             runOnce(
               stack,
