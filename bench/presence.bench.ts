@@ -7,7 +7,8 @@
  * - `deterministic`: {@link PresenceStrategy} / {@link ShardedPresenceStrategy} (directed placement).
  * - `race-everyone`: the design's v1 rule, written here only as the baseline: every present searcher that is
  *   not matched claims each newcomer it sees join (a searcher whose search began after its own); the winner
- *   broadcasts `buddy-matched` in the channel and the partner trusts it. Sharded (v1.5): a random shard, and every 5 s the next shard, round-robin. Claims go
+ *   broadcasts `buddy-matched` in the channel and the partner trusts it. Sharded (v1.5): a random shard, and
+ *   every 5 s the next shard, round-robin. Claims go
  *   through the same race-safe SQL (`matchmaker_presence_claim`), so both rows count the same database work.
  *
  * Sizes: `BENCH_PRESENCE_SIZES` (default `50,200,1000`), `BENCH_PRESENCE_BURST` (one channel, all N starting at
@@ -266,8 +267,8 @@ async function startStack(): Promise<LocalSupabase> {
  * connection) count against one open-file limit. Node's fetch opens a new connection for every concurrent
  * request; 5,000 clients starting within a second would open thousands at once and, with 2 x 5,000 WebSocket
  * ends, pass the 20,000 open files. Capping the requests in flight across all clients at this many bounds
- * the sockets; requests above the cap wait here instead of in the stack's queue for one of its 10 database
- * connections, which adds no delay (the database is the bottleneck either way).
+ * the sockets; requests above the cap wait here (first in, first out) instead of in the stack's queue for one
+ * of its 10 database connections: it changes where they wait, not how long.
  */
 const FETCH_CONCURRENCY = 512;
 
