@@ -8,8 +8,8 @@
  * - `race-everyone`: the design's v1 rule, written here only as the baseline: every present searcher that is
  *   not matched claims each newcomer it sees join (a searcher whose search began after its own); the winner
  *   broadcasts `buddy-matched` in the channel and the partner trusts it. Sharded (v1.5): a random shard, and
- *   every 5 s the next shard, round-robin. Claims go
- *   through the same race-safe SQL (`matchmaker_presence_claim`), so both rows count the same database work.
+ *   every 5 s the next shard, round-robin. Claims go through the same race-safe SQL
+ *   (`matchmaker_presence_claim`), so both rows count the same database work.
  *
  * Sizes: `BENCH_PRESENCE_SIZES` (default `50,200,1000`), `BENCH_PRESENCE_BURST` (one channel, all N starting at
  * the same moment instead of within a second; default `200`), `BENCH_PRESENCE_SHARDED` (default `1000,5000`),
