@@ -32,6 +32,11 @@ export interface StackCountersSnapshot {
   /** RPC calls through `/rest/v1/rpc`, and how many ended in an error response. */
   readonly rpcCalls: number;
   readonly rpcErrors: number;
+  /**
+   * RPC requests received and not yet answered (a gauge). A benchmark waits for 0 between runs: a request still
+   * queued for a database connection is counted in `rpcCalls` only when it is answered, i.e. in a later run.
+   */
+  readonly rpcInFlight: number;
   /** RPC calls by function name. */
   readonly rpcByFunction: Readonly<Record<string, number>>;
   /** Channels stopped by a quota (system error + phx_close, or a refused join). */
@@ -64,6 +69,7 @@ export class StackCounters {
   connectionsOpen = 0;
   rpcCalls = 0;
   rpcErrors = 0;
+  rpcInFlight = 0;
   quotaStops = 0;
   readonly rpcByFunction: Record<string, number> = {};
 
@@ -94,13 +100,14 @@ export class StackCounters {
       connectionsOpen: this.connectionsOpen,
       rpcCalls: this.rpcCalls,
       rpcErrors: this.rpcErrors,
+      rpcInFlight: this.rpcInFlight,
       rpcByFunction: Object.freeze({ ...this.rpcByFunction }),
       quotaStops: this.quotaStops,
     });
   }
 }
 
-/** `after - before` for every numeric counter (gauges such as `connectionsOpen` keep `after`'s value). */
+/** `after - before` for every numeric counter (gauges such as `connectionsOpen` and `rpcInFlight` keep `after`'s value). */
 export function diffCounters(
   before: StackCountersSnapshot,
   after: StackCountersSnapshot,
@@ -123,6 +130,7 @@ export function diffCounters(
     connectionsOpen: after.connectionsOpen,
     rpcCalls: after.rpcCalls - before.rpcCalls,
     rpcErrors: after.rpcErrors - before.rpcErrors,
+    rpcInFlight: after.rpcInFlight,
     rpcByFunction: Object.freeze(rpcByFunction),
     quotaStops: after.quotaStops - before.quotaStops,
   });

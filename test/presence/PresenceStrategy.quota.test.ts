@@ -2,11 +2,13 @@ import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   isMatchmakingError,
-  type Matchmaker,
+  Matchmaker,
   type MatchmakerEvent,
   PresenceStrategy,
+  type QuotaEstimate,
   type QuotaGuardOptions,
 } from '../../src/index';
+import type { SupabaseLike } from '../../src/strategies/supabaseLike';
 import type { LocalSupabase, LocalSupabaseOptions } from '../../src/testing/index';
 import { recordEvents } from '../conformance/suite';
 import { clientFor, disconnectClient, owningMatchmaker } from '../helpers/presenceClients';
@@ -95,6 +97,79 @@ describe('PresenceStrategy under Supabase quotas', () => {
     ]);
     expect(rows.rows).toEqual([{ status: 'cancelled' }]);
   }, 90_000);
+
+  it('backoff holds a new search while the estimate is over warnAt, joins once it has fallen, and matches', async () => {
+    const live = await start({ plan: 'free' });
+    const channel = 'quota-backoff';
+    // B: a backoff guard whose presence-channel joins are recorded with the guard's estimate at that moment.
+    const b = await live.createUser();
+    const bClient = await clientFor(live, b.id);
+    const joinsOfB: QuotaEstimate[] = [];
+    let bStrategy: PresenceStrategy | undefined;
+    const watched: SupabaseLike = {
+      rpc: (fn, args) => bClient.rpc(fn, args),
+      removeChannel: (c) => bClient.removeChannel(c as Parameters<typeof bClient.removeChannel>[0]),
+      channel: (name, options) => {
+        const estimate = bStrategy?.quotaEstimate();
+        if (name === channel && estimate) joinsOfB.push(estimate);
+        return bClient.channel(name, options) as unknown as ReturnType<SupabaseLike['channel']>;
+      },
+    };
+    bStrategy = new PresenceStrategy({
+      supabase: watched,
+      channel,
+      quota: { plan: 'free', onExceed: 'backoff', maxBackoffMs: 90_000 },
+    });
+    const bMatchmaker = new Matchmaker(bStrategy);
+    cleanups.push(() => disconnectClient(bClient));
+    cleanups.push(() => bMatchmaker.close());
+    const bWarnings: string[] = [];
+    bMatchmaker.on('warning', (event) => bWarnings.push(event.code));
+    await bMatchmaker.start({ criteria: { slot: 0 } });
+
+    // D: backs off at most 1 s, so it is refused while the load lasts.
+    const d = await searcher(live, { plan: 'free', onExceed: 'backoff', maxBackoffMs: 1000 }, channel);
+    await d.matchmaker.start({ criteria: { slot: 1 } });
+    // The load: searchers with distinct criteria (nobody matches), every track reaching everyone.
+    for (let i = 2; i < 16; i += 1) {
+      const s = await searcher(live, 'free', channel);
+      await s.matchmaker.start({ criteria: { slot: i } });
+    }
+    await waitFor(() => bWarnings.includes('quota_presence_rate'), 'B warned of the presence rate');
+    const limit = 20;
+    const pressingAtCancel = bStrategy.quotaEstimate() as QuotaEstimate;
+    expect(pressingAtCancel.presenceEventsPerSecond).toBeGreaterThanOrEqual(0.8 * limit);
+    expect(joinsOfB).toHaveLength(1);
+
+    // D, refused after its 1 s of backoff, joined nothing.
+    expect(await d.matchmaker.cancel()).toBe(true);
+    const joinsBeforeD = live.counters.snapshot().joins;
+    const refused = await d.matchmaker.start({ criteria: { slot: 1 } }).catch((error: unknown) => error);
+    expect(isMatchmakingError(refused, 'rate_limited')).toBe(true);
+    expect(live.counters.snapshot().joins).toBe(joinsBeforeD);
+
+    // B searches again: held (not joined) until its estimate falls under warnAt, then joins and searches.
+    expect(await bMatchmaker.cancel()).toBe(true);
+    await bMatchmaker.start({ criteria: { slot: 0 } });
+    expect(joinsOfB).toHaveLength(2);
+    const atJoin = joinsOfB[1] as QuotaEstimate;
+    expect(atJoin.presenceEventsPerSecond).toBeLessThan(0.8 * limit);
+    expect(atJoin.joinsPerSecond).toBeLessThan(0.8 * 100);
+    expect(bMatchmaker.getSnapshot().status).toBe('searching');
+
+    // The held search is a working one: a partner with the same criteria is matched with B.
+    const c = await searcher(live, 'free', channel);
+    await c.matchmaker.start({ criteria: { slot: 0 } });
+    await waitFor(
+      () => bMatchmaker.getSnapshot().status === 'matched' && c.matchmaker.getSnapshot().status === 'matched',
+      'B and C matched',
+      { timeoutMs: 30_000 },
+    );
+    const bSnapshot = bMatchmaker.getSnapshot();
+    const cSnapshot = c.matchmaker.getSnapshot();
+    if (bSnapshot.status !== 'matched' || cSnapshot.status !== 'matched') throw new Error('not matched');
+    expect(bSnapshot.match.matchId).toBe(cSnapshot.match.matchId);
+  }, 150_000);
 
   it('a running search whose channel the server stops ends with `cancelled` (rate_limited), not a hang', async () => {
     const live = await start({ plan: { maxEventsPerSecond: 5 } });

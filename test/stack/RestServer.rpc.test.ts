@@ -2,6 +2,7 @@ import type { SupabaseClient } from '@supabase/supabase-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type LocalSupabase, type LocalUser, startLocalSupabase } from '../../src/testing';
 import { createSupabaseClient } from '../helpers/supabaseClient';
+import { waitFor } from '../helpers/waitFor';
 
 let stack: LocalSupabase;
 let anon: SupabaseClient;
@@ -35,6 +36,8 @@ beforeAll(async () => {
     revoke execute on function public.secret() from public, anon, authenticated;
     create function public.sneaky_write() returns int language sql stable
       as $$ select public.add_todo(1000, 'nope'); select 1 $$;
+    create function public.wait_for_lock() returns int language sql
+      as $$ select pg_advisory_xact_lock(4242); select 1 $$;
     create function public.echo_body(jsonb) returns jsonb language sql immutable as $$ select $1 $$;
 
     create schema api;
@@ -206,5 +209,25 @@ describe('supabase.rpc() against the local PostgREST emulation', () => {
     expect(after.rpcErrors - before.rpcErrors).toBe(2);
     expect((after.rpcByFunction.add ?? 0) - (before.rpcByFunction.add ?? 0)).toBe(1);
     expect(after.rpcByFunction.no_such_function).toBeGreaterThanOrEqual(1);
+  });
+
+  it('shows a call that waits for the database as in flight, and counts it only when answered', async () => {
+    const holder = await stack.db.connect();
+    try {
+      await holder.query('select pg_advisory_lock(4242)');
+      const before = stack.counters.snapshot();
+      expect(before.rpcInFlight).toBe(0);
+      // The builder sends only when awaited: start it now.
+      const call = anon.rpc('wait_for_lock').then((result) => result);
+      await waitFor(() => stack.counters.rpcInFlight === 1, 'the call in flight');
+      expect(stack.counters.snapshot().rpcByFunction.wait_for_lock ?? 0).toBe(0);
+      await holder.query('select pg_advisory_unlock(4242)');
+      await expect(call).resolves.toMatchObject({ data: 1, status: 200 });
+      const after = stack.counters.snapshot();
+      expect(after.rpcInFlight).toBe(0);
+      expect(after.rpcByFunction.wait_for_lock).toBe(1);
+    } finally {
+      holder.release();
+    }
   });
 });

@@ -121,6 +121,7 @@ export class RestServer {
     }
 
     let failed = true;
+    this.#counters.rpcInFlight += 1;
     try {
       const result = await this.#serve(req, url, method, fnName);
       failed = result.status >= 400;
@@ -135,6 +136,7 @@ export class RestServer {
       res.writeHead(response.status, { 'Content-Type': JSON_CONTENT_TYPE, ...response.headers });
       res.end(method === 'HEAD' ? undefined : JSON.stringify(response.body));
     } finally {
+      this.#counters.rpcInFlight -= 1;
       this.#counters.countRpc(fnName, failed);
     }
     return true;
