@@ -103,7 +103,11 @@ function asReason(value: unknown): ServiceEndReason {
 
 /** Parse a match JSON written by the Lua scripts. */
 export function parseStoredMatch(json: string): StoredMatch {
-  const raw = JSON.parse(json) as StoredMatch;
+  return freezeStoredMatch(JSON.parse(json) as StoredMatch);
+}
+
+/** A frozen, normalised copy of a match object parsed from the scripts' JSON. */
+export function freezeStoredMatch(raw: StoredMatch): StoredMatch {
   return Object.freeze({
     matchId: raw.matchId,
     userIds: Object.freeze([raw.userIds[0], raw.userIds[1]]) as readonly [string, string],
@@ -238,7 +242,8 @@ export class RedisQueue {
 
   /**
    * Put the ticket in its pool (creating it when `create` and absent), add `nodeId` as a watcher, and pair.
-   * Releases the user records of the tickets this call matched or ended.
+   * Releases the user records of the tickets this call matched or ended. The matches it makes are not published
+   * to `nodeId`: the caller delivers them from `effects.made`.
    */
   async enqueue(
     ticket: {
@@ -253,7 +258,7 @@ export class RedisQueue {
     const o = this.#options;
     const reply = await this.#run(
       luaScripts.enqueueTicket,
-      [...keys, this.#keys.matchStream(bucket)],
+      [...keys, this.#keys.matchStream(bucket), this.#keys.nodeIndex(bucket, options.nodeId)],
       [
         this.#keys.base(bucket),
         ticket.ticketId,
@@ -337,14 +342,18 @@ export class RedisQueue {
           this.#keys.ticket(bucket, ticketId),
           this.#keys.watchers(bucket, ticketId),
           this.#keys.orphans(bucket),
+          this.#keys.nodeIndex(bucket, nodeId),
         ],
         [ticketId, nodeId, this.#options.resumeGraceMs],
       ),
     );
   }
 
-  /** One sweep pass over a bucket (expiry, disconnects, widening, pairing). */
-  async sweep(bucket: number): Promise<QueueEffects> {
+  /**
+   * One sweep pass over a bucket (expiry, disconnects, widening, pairing). The matches it makes are not published
+   * to `nodeId`: the caller delivers them from the returned effects.
+   */
+  async sweep(bucket: number, nodeId: string): Promise<QueueEffects> {
     const k = this.#keys;
     const reply = (await this.#run(
       luaScripts.sweepBucket,
@@ -356,6 +365,7 @@ export class RedisQueue {
         k.channelPrefix(),
         this.#options.widening?.afterMs ?? 0,
         this.#options.recordMatches ? '1' : '0',
+        nodeId,
       ],
     )) as [unknown, unknown];
     const effects = parseEffects(reply[0], reply[1]);
@@ -382,15 +392,11 @@ export class RedisQueue {
   // Node registry and sweeper lease
 
   /**
-   * Record that `nodeId` is alive (at Redis time) and keep its ticket index alive with it. True when the node was
-   * not registered: its first heartbeat, or another node had declared it dead (its tickets must be re-watched).
+   * Record that `nodeId` is alive (at Redis time). True when the node was not registered: its first heartbeat,
+   * or another node had declared it dead (its tickets must be re-watched).
    */
-  async heartbeat(nodeId: string, indexTtlMs: number): Promise<boolean> {
-    const added = await this.#run(
-      luaScripts.touchNode,
-      [this.#keys.nodes(), this.#keys.nodeTickets(nodeId)],
-      [nodeId, indexTtlMs],
-    );
+  async heartbeat(nodeId: string): Promise<boolean> {
+    const added = await this.#run(luaScripts.touchNode, [this.#keys.nodes()], [nodeId]);
     return added === 1;
   }
 
@@ -399,21 +405,24 @@ export class RedisQueue {
     return (await this.#run(luaScripts.staleNodes, [this.#keys.nodes()], [timeoutMs])) as string[];
   }
 
-  /** Add or remove tickets from a node's index. */
-  async indexTickets(nodeId: string, add: readonly string[], remove: readonly string[]): Promise<void> {
-    const key = this.#keys.nodeTickets(nodeId);
-    if (add.length > 0) await this.#redis.sadd(key, ...add);
-    if (remove.length > 0) await this.#redis.srem(key, ...remove);
-  }
-
-  /** Release everything a (dead or departing) node watched, then forget the node. */
+  /**
+   * Release everything a (dead or departing) node watched, then forget the node. Reads the node's index in every
+   * bucket (the scripts keep it: a ticket is in it while it waits with the node watching).
+   */
   async forgetNode(nodeId: string): Promise<number> {
-    const key = this.#keys.nodeTickets(nodeId);
-    const tickets = await this.#redis.smembers(key);
-    await Promise.all(tickets.map((ticketId) => this.unwatch(ticketId, nodeId)));
-    await this.#redis.del(key);
+    let released = 0;
+    const buckets = Array.from({ length: this.#keys.shards }, (_, bucket) => bucket);
+    await Promise.all(
+      buckets.map(async (bucket) => {
+        const key = this.#keys.nodeIndex(bucket, nodeId);
+        const tickets = await this.#redis.smembers(key);
+        await Promise.all(tickets.map((ticketId) => this.unwatch(ticketId, nodeId)));
+        if (tickets.length > 0) await this.#redis.del(key);
+        released += tickets.length;
+      }),
+    );
     await this.#redis.zrem(this.#keys.nodes(), nodeId);
-    return tickets.length;
+    return released;
   }
 
   /** Take or renew the sweeper lease. */

@@ -136,9 +136,12 @@ export class KeySpace {
     return `${this.prefix}{reg}:sweeper`;
   }
 
-  /** Tickets a node watches, so another node can release them when it dies (in the registry's slot). */
-  nodeTickets(nodeId: string): string {
-    return `${this.prefix}{reg}:node:${nodeId}`;
+  /**
+   * The waiting tickets a node watches in one bucket (in the bucket's slot), so another node can release them
+   * when it dies. Kept by the scripts that add and remove watchers.
+   */
+  nodeIndex(bucket: number, nodeId: string): string {
+    return `${this.base(bucket)}n:${nodeId}`;
   }
 
   /** Prefix of the per-node pub/sub channels. */
