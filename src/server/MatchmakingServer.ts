@@ -373,6 +373,7 @@ export class MatchmakingServer {
     let current = local;
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const claim = await queue.claim(local.userId, local.ticketId, local.criteria, local.c0);
+      if (claim.status !== 'ok') return;
       if (claim.ticketId !== current.ticketId) {
         // The user's record names another ticket (another tab re-created one first): follow that one.
         current = this.#moveWatchers(current, claim.ticketId, claim.c0, claim.criteria);
@@ -840,7 +841,15 @@ export class MatchmakingServer {
       for (let attempt = 0; !outcome && attempt < 4; attempt += 1) {
         const chain = queue.chainOf(frame.criteria);
         const fresh = `${this.#keys.bucketOf(chain)}.${randomUUID().replaceAll('-', '')}`;
-        const claim = await queue.claim(userId, fresh, frame.criteria);
+        // The shared join limit counts a join once (a retry after a stale record takes no token).
+        const limit = attempt === 0 ? this.#o.joinRateLimit : undefined;
+        const claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit);
+        if (claim.status === 'rate_limited') {
+          throw new RequestError(
+            ServiceErrorCode.RateLimited,
+            'Too many joins; wait a moment before searching again.',
+          );
+        }
         this.#watchLocal(conn, frame.searchId, claim.ticketId, userId, claim.c0, claim.criteria);
         const result = await queue.enqueue(
           { ticketId: claim.ticketId, userId, c0: claim.c0, criteria: claim.criteria },

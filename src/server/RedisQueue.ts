@@ -5,6 +5,7 @@ import { type ChainStep, type KeySpace, type WideningOptions, wideningChain } fr
 import { LuaErrorCode, type LuaScript } from './lua/luaTypes';
 import { luaScripts } from './lua/scripts.generated';
 import type { MatchPersister } from './MatchPersister';
+import type { RateLimit } from './RateLimiter';
 
 /** An ioredis client for a single Redis or a Redis Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -62,8 +63,12 @@ export type CancelResult =
   | { readonly status: 'not_searching'; readonly reason: ServiceEndReason | undefined }
   | { readonly status: 'not_owner' };
 
-/** Answer of {@link RedisQueue.claim}. */
+/** Answer of {@link RedisQueue.claim}: the reservation, or `rate_limited` (the shared join limit is used up). */
+export type ClaimAnswer = ClaimResult | { readonly status: 'rate_limited' };
+
+/** A reservation made (or found) by {@link RedisQueue.claim}. */
 export interface ClaimResult {
+  readonly status: 'ok';
   /** True when the given ticket id was reserved; false when the user already had a ticket (returned). */
   readonly created: boolean;
   readonly ticketId: string;
@@ -191,26 +196,43 @@ export class RedisQueue {
    * Reserve `ticketId` as the user's open ticket, or learn the ticket the user already has.
    *
    * @param c0 - Enqueue time to record (to re-create a ticket lost with Redis data); default Redis time.
+   * @param limit - Take a token from the user's join limit shared by all nodes (in the same script call).
    */
-  async claim(userId: string, ticketId: string, criteria: SearchCriteria, c0?: number): Promise<ClaimResult> {
+  async claim(
+    userId: string,
+    ticketId: string,
+    criteria: SearchCriteria,
+    c0?: number,
+    limit?: RateLimit,
+  ): Promise<ClaimAnswer> {
     const reply = (await this.#run(
       luaScripts.claimUser,
-      [this.#keys.user(userId)],
+      [this.#keys.user(userId), this.#keys.userJoinLimit(userId)],
       [
         ticketId,
         JSON.stringify(criteria),
         c0 === undefined ? '' : String(c0),
         this.#options.ticketTtlMs,
         this.#options.userRecordSlackMs,
+        limit?.perSecond ?? 0,
+        limit?.burst ?? 0,
       ],
-    )) as [number, string, string, string];
+    )) as [number, string, string, string] | number;
+    if (reply === LuaErrorCode.RateLimited) return { status: 'rate_limited' };
+    if (typeof reply === 'number') throw new Error(`claimUser answered ${reply}`);
     let parsed: SearchCriteria;
     try {
       parsed = Object.freeze(JSON.parse(reply[2]) as SearchCriteria);
     } catch {
       parsed = Object.freeze({});
     }
-    return { created: reply[0] === 1, ticketId: reply[1], criteria: parsed, c0: Number(reply[3]) };
+    return {
+      status: 'ok',
+      created: reply[0] === 1,
+      ticketId: reply[1],
+      criteria: parsed,
+      c0: Number(reply[3]),
+    };
   }
 
   /** Forget the user's open ticket if it is still `ticketId`. */

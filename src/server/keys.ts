@@ -126,6 +126,11 @@ export class KeySpace {
     return `${this.prefix}{u${fnv1a32(userId).toString(16)}}:user:${userId}`;
   }
 
+  /** The user's join limit shared by every node (a token bucket), in the user's slot. */
+  userJoinLimit(userId: string): string {
+    return `${this.prefix}{u${fnv1a32(userId).toString(16)}}:rl:${userId}`;
+  }
+
   /** Live nodes, scored by their last heartbeat (ms). */
   nodes(): string {
     return `${this.prefix}{reg}:nodes`;
