@@ -32,7 +32,7 @@ import {
 import { RateLimiter } from './RateLimiter';
 import {
   type EnqueueResult,
-  parseStoredMatch,
+  freezeStoredMatch,
   type QueueEffects,
   type RedisClient,
   RedisQueue,
@@ -53,6 +53,8 @@ interface Connection {
   search: { readonly searchId: string; ticketId: string | undefined } | undefined;
   /** The last outcome pushed to this connection, to answer a request that raced it. */
   lastOutcome: { readonly searchId: string; readonly frame: ServerFrame } | undefined;
+  /** The tickets this connection follows locally (so closing it does not scan every ticket of the node). */
+  readonly tickets: Set<string>;
   /** Frames are handled one at a time, in order. */
   chain: Promise<void>;
   closed: boolean;
@@ -105,24 +107,28 @@ function createRedisPair(options: RedisConnectionOptions): {
       const url = new URL(seed.includes('://') ? seed : `redis://${seed}`);
       return { host: url.hostname, port: Number(url.port || 6379) };
     });
-    const make = (offlineQueue: boolean) =>
+    const make = (command: boolean) =>
       new Cluster(seeds, {
         lazyConnect: true,
-        enableOfflineQueue: offlineQueue,
+        enableOfflineQueue: !command,
+        // Commands issued in the same tick share one write (and one read) per master: concurrent joins cost
+        // one system call each way instead of one per command. Off for the subscriber (it only subscribes).
+        enableAutoPipelining: command,
         clusterRetryStrategy: retryStrategy,
         redisOptions: { maxRetriesPerRequest: 1, connectTimeout: 5_000 },
       });
-    return { client: make(false), subscriber: make(true), owned: true };
+    return { client: make(true), subscriber: make(false), owned: true };
   }
-  const make = (offlineQueue: boolean) =>
+  const make = (command: boolean) =>
     new Redis(options.url, {
       lazyConnect: true,
-      enableOfflineQueue: offlineQueue,
+      enableOfflineQueue: !command,
+      enableAutoPipelining: command,
       maxRetriesPerRequest: 1,
       connectTimeout: 5_000,
       retryStrategy,
     });
-  return { client: make(false), subscriber: make(true), owned: true };
+  return { client: make(true), subscriber: make(false), owned: true };
 }
 
 function isRedisUnavailable(error: unknown): boolean {
@@ -337,7 +343,6 @@ export class MatchmakingServer {
     this.#reconcileNeeded = false;
     try {
       await this.#subscriber!.subscribe(this.#keys.channel(this.nodeId));
-      await queue.indexTickets(this.nodeId, [...this.#tickets.keys()], []);
     } catch (error) {
       this.#reconcileNeeded = true;
       this.#logger.warn('reconcile after Redis reconnect failed; will retry', { error });
@@ -368,6 +373,7 @@ export class MatchmakingServer {
     let current = local;
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const claim = await queue.claim(local.userId, local.ticketId, local.criteria, local.c0);
+      if (claim.status !== 'ok') return;
       if (claim.ticketId !== current.ticketId) {
         // The user's record names another ticket (another tab re-created one first): follow that one.
         current = this.#moveWatchers(current, claim.ticketId, claim.c0, claim.criteria);
@@ -391,6 +397,8 @@ export class MatchmakingServer {
     this.#tickets.delete(local.ticketId);
     const target = this.#localTicket(ticketId, local.userId, c0, criteria);
     for (const [conn, searchId] of local.watchers) {
+      conn.tickets.delete(local.ticketId);
+      conn.tickets.add(ticketId);
       target.watchers.set(conn, searchId);
       if (conn.search?.searchId === searchId) conn.search.ticketId = ticketId;
       this.#send(conn, { v: SERVICE_PROTOCOL_VERSION, type: 'queued', searchId, ticketId });
@@ -406,7 +414,7 @@ export class MatchmakingServer {
       return;
     }
     if (parsed.t === 'm' && parsed.match) {
-      const match = parseStoredMatch(JSON.stringify(parsed.match));
+      const match = freezeStoredMatch(parsed.match as StoredMatch);
       for (const ticketId of match.ticketIds) this.#deliverState(ticketId, { state: 'matched', match });
     } else if (parsed.t === 'e' && typeof parsed.ticket === 'string') {
       this.#deliverState(parsed.ticket, {
@@ -423,8 +431,8 @@ export class MatchmakingServer {
     const local = this.#tickets.get(ticketId);
     if (!local) return;
     this.#tickets.delete(ticketId);
-    this.#forgetIndexed([ticketId]);
     for (const [conn, searchId] of local.watchers) {
+      conn.tickets.delete(ticketId);
       const frame: ServerFrame =
         state.state === 'matched'
           ? {
@@ -450,13 +458,14 @@ export class MatchmakingServer {
     }
   }
 
-  #forgetIndexed(ticketIds: string[]): void {
-    if (ticketIds.length === 0 || !this.#redisUp) return;
-    this.#queue?.indexTickets(this.nodeId, [], ticketIds).catch(() => undefined);
-  }
-
+  /**
+   * Count what a script call changed and deliver the matches it made to this node's connections (the scripts do
+   * not publish to the node that called them). Runs after the user records were released, so a user who joins
+   * again at once finds no stale record.
+   */
   #applyEffects(effects: QueueEffects): void {
     for (const match of effects.made) {
+      for (const ticketId of match.ticketIds) this.#deliverState(ticketId, { state: 'matched', match });
       this.metrics.matches.inc();
       for (const enqueuedAt of match.enqueuedAtMs) {
         this.metrics.waitSeconds.observe(Math.max(0, match.createdAtMs - enqueuedAt) / 1000);
@@ -516,7 +525,7 @@ export class MatchmakingServer {
   async #heartbeat(): Promise<void> {
     if (!this.#redisUp || !this.#queue || this.#state !== 'listening') return;
     try {
-      const registered = await this.#queue.heartbeat(this.nodeId, this.#o.nodeTimeoutMs * 20);
+      const registered = await this.#queue.heartbeat(this.nodeId);
       if (registered && this.#heartbeats > 0) {
         // Another node declared this one dead (a long pause) and released its tickets: take them back.
         this.#logger.warn('this node had been declared dead; re-reading its tickets');
@@ -536,7 +545,7 @@ export class MatchmakingServer {
       if (!(await queue.acquireSweeperLease(this.nodeId, this.#o.sweepIntervalMs * 3 + 1_000))) return;
       const sweeps: Promise<void>[] = [];
       for (let bucket = 0; bucket < this.#o.shards; bucket += 1) {
-        sweeps.push(queue.sweep(bucket).then((effects) => this.#applyEffects(effects)));
+        sweeps.push(queue.sweep(bucket, this.nodeId).then((effects) => this.#applyEffects(effects)));
       }
       await Promise.all(sweeps);
       for (const node of await queue.staleNodes(this.#o.nodeTimeoutMs)) {
@@ -655,6 +664,7 @@ export class MatchmakingServer {
       lastFrameAt: now,
       search: undefined,
       lastOutcome: undefined,
+      tickets: new Set(),
       chain: Promise.resolve(),
       closed: false,
     };
@@ -831,7 +841,15 @@ export class MatchmakingServer {
       for (let attempt = 0; !outcome && attempt < 4; attempt += 1) {
         const chain = queue.chainOf(frame.criteria);
         const fresh = `${this.#keys.bucketOf(chain)}.${randomUUID().replaceAll('-', '')}`;
-        const claim = await queue.claim(userId, fresh, frame.criteria);
+        // The shared join limit counts a join once (a retry after a stale record takes no token).
+        const limit = attempt === 0 ? this.#o.joinRateLimit : undefined;
+        const claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit);
+        if (claim.status === 'rate_limited') {
+          throw new RequestError(
+            ServiceErrorCode.RateLimited,
+            'Too many joins; wait a moment before searching again.',
+          );
+        }
         this.#watchLocal(conn, frame.searchId, claim.ticketId, userId, claim.c0, claim.criteria);
         const result = await queue.enqueue(
           { ticketId: claim.ticketId, userId, c0: claim.c0, criteria: claim.criteria },
@@ -857,6 +875,10 @@ export class MatchmakingServer {
       throw new RequestError(ServiceErrorCode.Unavailable, 'Could not reserve a ticket; retry shortly.');
     }
     const { ticketId, result } = outcome;
+    const state = result.ticket;
+    // A search that is over is answered below (with the request's id): this connection stops following its
+    // ticket before the matches of this call are delivered to the others (its partner, its other tabs).
+    if (state.state !== 'waiting') this.#unwatchLocal(conn, ticketId);
     this.#applyEffects(result.effects);
     const local = this.#tickets.get(ticketId);
     if (local) {
@@ -873,7 +895,6 @@ export class MatchmakingServer {
       this.#send(conn, { ...pushed, id: frame.id } as ServerFrame);
       return;
     }
-    const state = result.ticket;
     if (state.state === 'waiting') {
       if (conn.search?.searchId === frame.searchId) conn.search.ticketId = ticketId;
       this.#send(conn, {
@@ -885,7 +906,6 @@ export class MatchmakingServer {
       });
       return;
     }
-    this.#unwatchLocal(conn, ticketId);
     conn.search = undefined;
     if (state.state === 'matched') {
       this.#send(conn, {
@@ -970,9 +990,6 @@ export class MatchmakingServer {
     if (!local) {
       local = { ticketId, userId, c0, criteria, watchers: new Map() };
       this.#tickets.set(ticketId, local);
-      // Indexed before the script that makes this node a watcher, so that if this node dies right after, the
-      // node that cleans up after it finds the ticket.
-      if (this.#redisUp) this.#queue?.indexTickets(this.nodeId, [ticketId], []).catch(() => undefined);
     }
     return local;
   }
@@ -988,6 +1005,7 @@ export class MatchmakingServer {
   ): void {
     const local = this.#localTicket(ticketId, userId, c0, criteria);
     local.watchers.set(conn, searchId);
+    conn.tickets.add(ticketId);
   }
 
   /** Stop following a ticket from this connection (locally only). True when it was following it. */
@@ -995,10 +1013,8 @@ export class MatchmakingServer {
     const local = this.#tickets.get(ticketId);
     if (!local) return false;
     const had = local.watchers.delete(conn);
-    if (local.watchers.size === 0) {
-      this.#tickets.delete(ticketId);
-      this.#forgetIndexed([ticketId]);
-    }
+    conn.tickets.delete(ticketId);
+    if (local.watchers.size === 0) this.#tickets.delete(ticketId);
     return had;
   }
 
@@ -1009,14 +1025,14 @@ export class MatchmakingServer {
   async #detach(conn: Connection, unwatchRemote: boolean): Promise<void> {
     const search = conn.search;
     conn.search = undefined;
-    const ticketIds = [...this.#tickets.values()].filter((t) => t.watchers.has(conn)).map((t) => t.ticketId);
+    const ticketIds = [...conn.tickets];
+    conn.tickets.clear();
     if (search?.ticketId && !ticketIds.includes(search.ticketId)) ticketIds.push(search.ticketId);
     for (const ticketId of ticketIds) {
       const local = this.#tickets.get(ticketId);
       local?.watchers.delete(conn);
       if (local && local.watchers.size > 0) continue;
       this.#tickets.delete(ticketId);
-      this.#forgetIndexed([ticketId]);
       if (unwatchRemote && this.#redisUp && this.#queue) {
         await this.#queue.unwatch(ticketId, this.nodeId).catch((error: unknown) => {
           this.#logger.debug('unwatch failed', { ticketId, error });
@@ -1098,7 +1114,6 @@ export class MatchmakingServer {
       await withTimeout(
         (async () => {
           await queue.releaseSweeperLease(this.nodeId);
-          await this.#redis!.del(this.#keys.nodeTickets(this.nodeId));
           await this.#redis!.zrem(this.#keys.nodes(), this.nodeId);
         })(),
         drainTimeoutMs,

@@ -5,6 +5,7 @@ import { type ChainStep, type KeySpace, type WideningOptions, wideningChain } fr
 import { LuaErrorCode, type LuaScript } from './lua/luaTypes';
 import { luaScripts } from './lua/scripts.generated';
 import type { MatchPersister } from './MatchPersister';
+import type { RateLimit } from './RateLimiter';
 
 /** An ioredis client for a single Redis or a Redis Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -62,8 +63,12 @@ export type CancelResult =
   | { readonly status: 'not_searching'; readonly reason: ServiceEndReason | undefined }
   | { readonly status: 'not_owner' };
 
-/** Answer of {@link RedisQueue.claim}. */
+/** Answer of {@link RedisQueue.claim}: the reservation, or `rate_limited` (the shared join limit is used up). */
+export type ClaimAnswer = ClaimResult | { readonly status: 'rate_limited' };
+
+/** A reservation made (or found) by {@link RedisQueue.claim}. */
 export interface ClaimResult {
+  readonly status: 'ok';
   /** True when the given ticket id was reserved; false when the user already had a ticket (returned). */
   readonly created: boolean;
   readonly ticketId: string;
@@ -103,7 +108,11 @@ function asReason(value: unknown): ServiceEndReason {
 
 /** Parse a match JSON written by the Lua scripts. */
 export function parseStoredMatch(json: string): StoredMatch {
-  const raw = JSON.parse(json) as StoredMatch;
+  return freezeStoredMatch(JSON.parse(json) as StoredMatch);
+}
+
+/** A frozen, normalised copy of a match object parsed from the scripts' JSON. */
+export function freezeStoredMatch(raw: StoredMatch): StoredMatch {
   return Object.freeze({
     matchId: raw.matchId,
     userIds: Object.freeze([raw.userIds[0], raw.userIds[1]]) as readonly [string, string],
@@ -187,26 +196,43 @@ export class RedisQueue {
    * Reserve `ticketId` as the user's open ticket, or learn the ticket the user already has.
    *
    * @param c0 - Enqueue time to record (to re-create a ticket lost with Redis data); default Redis time.
+   * @param limit - Take a token from the user's join limit shared by all nodes (in the same script call).
    */
-  async claim(userId: string, ticketId: string, criteria: SearchCriteria, c0?: number): Promise<ClaimResult> {
+  async claim(
+    userId: string,
+    ticketId: string,
+    criteria: SearchCriteria,
+    c0?: number,
+    limit?: RateLimit,
+  ): Promise<ClaimAnswer> {
     const reply = (await this.#run(
       luaScripts.claimUser,
-      [this.#keys.user(userId)],
+      [this.#keys.user(userId), this.#keys.userJoinLimit(userId)],
       [
         ticketId,
         JSON.stringify(criteria),
         c0 === undefined ? '' : String(c0),
         this.#options.ticketTtlMs,
         this.#options.userRecordSlackMs,
+        limit?.perSecond ?? 0,
+        limit?.burst ?? 0,
       ],
-    )) as [number, string, string, string];
+    )) as [number, string, string, string] | number;
+    if (reply === LuaErrorCode.RateLimited) return { status: 'rate_limited' };
+    if (typeof reply === 'number') throw new Error(`claimUser answered ${reply}`);
     let parsed: SearchCriteria;
     try {
       parsed = Object.freeze(JSON.parse(reply[2]) as SearchCriteria);
     } catch {
       parsed = Object.freeze({});
     }
-    return { created: reply[0] === 1, ticketId: reply[1], criteria: parsed, c0: Number(reply[3]) };
+    return {
+      status: 'ok',
+      created: reply[0] === 1,
+      ticketId: reply[1],
+      criteria: parsed,
+      c0: Number(reply[3]),
+    };
   }
 
   /** Forget the user's open ticket if it is still `ticketId`. */
@@ -238,7 +264,8 @@ export class RedisQueue {
 
   /**
    * Put the ticket in its pool (creating it when `create` and absent), add `nodeId` as a watcher, and pair.
-   * Releases the user records of the tickets this call matched or ended.
+   * Releases the user records of the tickets this call matched or ended. The matches it makes are not published
+   * to `nodeId`: the caller delivers them from `effects.made`.
    */
   async enqueue(
     ticket: {
@@ -253,7 +280,7 @@ export class RedisQueue {
     const o = this.#options;
     const reply = await this.#run(
       luaScripts.enqueueTicket,
-      [...keys, this.#keys.matchStream(bucket)],
+      [...keys, this.#keys.matchStream(bucket), this.#keys.nodeIndex(bucket, options.nodeId)],
       [
         this.#keys.base(bucket),
         ticket.ticketId,
@@ -337,14 +364,18 @@ export class RedisQueue {
           this.#keys.ticket(bucket, ticketId),
           this.#keys.watchers(bucket, ticketId),
           this.#keys.orphans(bucket),
+          this.#keys.nodeIndex(bucket, nodeId),
         ],
         [ticketId, nodeId, this.#options.resumeGraceMs],
       ),
     );
   }
 
-  /** One sweep pass over a bucket (expiry, disconnects, widening, pairing). */
-  async sweep(bucket: number): Promise<QueueEffects> {
+  /**
+   * One sweep pass over a bucket (expiry, disconnects, widening, pairing). The matches it makes are not published
+   * to `nodeId`: the caller delivers them from the returned effects.
+   */
+  async sweep(bucket: number, nodeId: string): Promise<QueueEffects> {
     const k = this.#keys;
     const reply = (await this.#run(
       luaScripts.sweepBucket,
@@ -356,6 +387,7 @@ export class RedisQueue {
         k.channelPrefix(),
         this.#options.widening?.afterMs ?? 0,
         this.#options.recordMatches ? '1' : '0',
+        nodeId,
       ],
     )) as [unknown, unknown];
     const effects = parseEffects(reply[0], reply[1]);
@@ -382,15 +414,11 @@ export class RedisQueue {
   // Node registry and sweeper lease
 
   /**
-   * Record that `nodeId` is alive (at Redis time) and keep its ticket index alive with it. True when the node was
-   * not registered: its first heartbeat, or another node had declared it dead (its tickets must be re-watched).
+   * Record that `nodeId` is alive (at Redis time). True when the node was not registered: its first heartbeat,
+   * or another node had declared it dead (its tickets must be re-watched).
    */
-  async heartbeat(nodeId: string, indexTtlMs: number): Promise<boolean> {
-    const added = await this.#run(
-      luaScripts.touchNode,
-      [this.#keys.nodes(), this.#keys.nodeTickets(nodeId)],
-      [nodeId, indexTtlMs],
-    );
+  async heartbeat(nodeId: string): Promise<boolean> {
+    const added = await this.#run(luaScripts.touchNode, [this.#keys.nodes()], [nodeId]);
     return added === 1;
   }
 
@@ -399,21 +427,24 @@ export class RedisQueue {
     return (await this.#run(luaScripts.staleNodes, [this.#keys.nodes()], [timeoutMs])) as string[];
   }
 
-  /** Add or remove tickets from a node's index. */
-  async indexTickets(nodeId: string, add: readonly string[], remove: readonly string[]): Promise<void> {
-    const key = this.#keys.nodeTickets(nodeId);
-    if (add.length > 0) await this.#redis.sadd(key, ...add);
-    if (remove.length > 0) await this.#redis.srem(key, ...remove);
-  }
-
-  /** Release everything a (dead or departing) node watched, then forget the node. */
+  /**
+   * Release everything a (dead or departing) node watched, then forget the node. Reads the node's index in every
+   * bucket (the scripts keep it: a ticket is in it while it waits with the node watching).
+   */
   async forgetNode(nodeId: string): Promise<number> {
-    const key = this.#keys.nodeTickets(nodeId);
-    const tickets = await this.#redis.smembers(key);
-    await Promise.all(tickets.map((ticketId) => this.unwatch(ticketId, nodeId)));
-    await this.#redis.del(key);
+    let released = 0;
+    const buckets = Array.from({ length: this.#keys.shards }, (_, bucket) => bucket);
+    await Promise.all(
+      buckets.map(async (bucket) => {
+        const key = this.#keys.nodeIndex(bucket, nodeId);
+        const tickets = await this.#redis.smembers(key);
+        await Promise.all(tickets.map((ticketId) => this.unwatch(ticketId, nodeId)));
+        if (tickets.length > 0) await this.#redis.del(key);
+        released += tickets.length;
+      }),
+    );
     await this.#redis.zrem(this.#keys.nodes(), nodeId);
-    return tickets.length;
+    return released;
   }
 
   /** Take or renew the sweeper lease. */

@@ -126,6 +126,11 @@ export class KeySpace {
     return `${this.prefix}{u${fnv1a32(userId).toString(16)}}:user:${userId}`;
   }
 
+  /** The user's join limit shared by every node (a token bucket), in the user's slot. */
+  userJoinLimit(userId: string): string {
+    return `${this.prefix}{u${fnv1a32(userId).toString(16)}}:rl:${userId}`;
+  }
+
   /** Live nodes, scored by their last heartbeat (ms). */
   nodes(): string {
     return `${this.prefix}{reg}:nodes`;
@@ -136,9 +141,12 @@ export class KeySpace {
     return `${this.prefix}{reg}:sweeper`;
   }
 
-  /** Tickets a node watches, so another node can release them when it dies (in the registry's slot). */
-  nodeTickets(nodeId: string): string {
-    return `${this.prefix}{reg}:node:${nodeId}`;
+  /**
+   * The waiting tickets a node watches in one bucket (in the bucket's slot), so another node can release them
+   * when it dies. Kept by the scripts that add and remove watchers.
+   */
+  nodeIndex(bucket: number, nodeId: string): string {
+    return `${this.base(bucket)}n:${nodeId}`;
   }
 
   /** Prefix of the per-node pub/sub channels. */

@@ -26,6 +26,8 @@ export const LuaErrorCode = {
   TicketNotFound: -1,
   /** The ticket belongs to another user. */
   NotOwner: -2,
+  /** The user's join limit (shared by every node) is used up. */
+  RateLimited: -3,
 } as const;
 
 /** Union of {@link LuaErrorCode} values. */

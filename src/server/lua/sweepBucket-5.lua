@@ -17,6 +17,7 @@
     ARGV[4] pub/sub channel prefix
     ARGV[5] widening step in ms, 0 for no widening
     ARGV[6] '1' to append matches to the stream (persistence on), '0' not to
+    ARGV[7] id of the sweeping node (matches made here are not published to it: it delivers them from `made`)
 
   Output:
     { made, ended }
@@ -40,6 +41,9 @@ local ctx = {
 ctx.now = nowMs()
 if ARGV[6] == '1' then
   ctx.stream = KEYS[5]
+end
+if ARGV[7] ~= '' then
+  ctx.self = ARGV[7]
 end
 local limit = tonumber(ARGV[2])
 

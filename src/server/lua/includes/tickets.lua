@@ -9,6 +9,8 @@
     ctx.widenMs    ms between widening steps, 0 for never
     ctx.pools, ctx.exp, ctx.wid, ctx.orph   the bucket's shared keys (from KEYS)
     ctx.stream     the bucket's match stream, or nil when matches are not recorded (persistence off)
+    ctx.self       id of the calling node, or nil: it learns the matches from the reply (ctx.made) and delivers
+                   them itself, so they are not published to it
     ctx.made       array; every match made is appended (its JSON)
     ctx.ended      array; every ticket ended is appended ({ticketId, userId, reason})
 
@@ -22,6 +24,9 @@
     <base>wid            ZSET  waiting tickets by next widening time
     <base>orph           ZSET  waiting tickets nobody watches, by disconnect deadline
     <base>m              STREAM matches to persist (field `match`, the match JSON)
+    <base>n:<nodeId>     SET   waiting tickets the node watches (its index in this bucket: when the node dies,
+                               another node finds its tickets here); kept by the scripts that add and remove
+                               watchers, so it costs no round trip of its own
 ]]
 
 --- @include "time"
@@ -36,6 +41,17 @@ end
 
 local function poolKey(ctx, pool)
   return ctx.base .. 'q:' .. pool
+end
+
+local function nodeIndexKey(ctx, node)
+  return ctx.base .. 'n:' .. node
+end
+
+-- The ticket no longer waits: drop it from the index of every node watching it.
+local function unindex(ctx, id, nodes)
+  for _, node in ipairs(nodes) do
+    redis.call('SREM', nodeIndexKey(ctx, node), id)
+  end
 end
 
 local function publishTo(ctx, nodes, message)
@@ -72,6 +88,7 @@ local function endTicket(ctx, id, reason, by)
   redis.call('HSET', tk, 'state', 'ended', 'reason', reason, 'by', by or '', 'endedAt', ctx.now)
   retain(ctx, id)
   local nodes = redis.call('SMEMBERS', watchersKey(ctx, id))
+  unindex(ctx, id, nodes)
   publishTo(ctx, nodes, cjson.encode({ t = 'e', ticket = id, reason = reason, by = by or '' }))
   table.insert(ctx.ended, { id, fields[1] or '', reason })
 end
@@ -109,14 +126,18 @@ local function makeMatch(ctx, a, b, pool)
   end
   local seen, nodes = {}, {}
   for _, tid in ipairs({ a, b }) do
-    for _, node in ipairs(redis.call('SMEMBERS', watchersKey(ctx, tid))) do
-      if not seen[node] then
+    local watching = redis.call('SMEMBERS', watchersKey(ctx, tid))
+    unindex(ctx, tid, watching)
+    for _, node in ipairs(watching) do
+      if not seen[node] and node ~= ctx.self then
         seen[node] = true
         table.insert(nodes, node)
       end
     end
   end
-  publishTo(ctx, nodes, '{"t":"m","match":' .. match .. '}')
+  if #nodes > 0 then
+    publishTo(ctx, nodes, '{"t":"m","match":' .. match .. '}')
+  end
   table.insert(ctx.made, match)
 end
 

@@ -12,13 +12,15 @@
     KEYS[5] bucket widening zset   <base>wid
     KEYS[6] bucket orphans zset    <base>orph
     KEYS[7] bucket match stream    <base>m
+    KEYS[8] the watching node's index of waiting tickets in this bucket   <base>n:<ARGV[6]>
 
     ARGV[1]  base (bucket key prefix with hash tag)
     ARGV[2]  ticket id
     ARGV[3]  user id (must own the ticket)
     ARGV[4]  enqueue time in ms (the user's claim time), used when creating
     ARGV[5]  widening chain JSON [[pool, criteriaJson], ...], level 0 first, used when creating
-    ARGV[6]  watching node id, '' for none
+    ARGV[6]  watching node id, '' for none (the calling node: matches made here are not published to it,
+             it delivers them from `made`)
     ARGV[7]  '1' to create the ticket when absent, '0' to answer TICKET_NOT_FOUND
     ARGV[8]  ticket ttl in ms (waiting lifetime)
     ARGV[9]  widening step in ms, 0 for no widening
@@ -56,6 +58,9 @@ local ctx = {
 ctx.now = nowMs()
 if ARGV[13] == '1' then
   ctx.stream = KEYS[7]
+end
+if ARGV[6] ~= '' then
+  ctx.self = ARGV[6]
 end
 
 local id = ARGV[2]
@@ -101,6 +106,14 @@ if f[1] == 'waiting' then
 end
 
 local r = redis.call('HMGET', tk, 'state', 'match', 'reason', 'by', 'c0', 'chain')
+if ARGV[6] ~= '' and r[1] == 'waiting' then
+  -- In the node's index (atomically with becoming a watcher), so that if the node dies, the node that cleans
+  -- up after it finds the ticket. The index outlives every waiting ticket in it (none waits longer than ttl).
+  redis.call('SADD', KEYS[8], id)
+  if redis.call('PTTL', KEYS[8]) < ttl then
+    redis.call('PEXPIRE', KEYS[8], ttl)
+  end
+end
 local detail = ''
 if r[1] == 'matched' then
   detail = r[2]

@@ -3,26 +3,50 @@
   ticket (which lives in its pool's bucket); the ticket itself is the truth about the search. A record
   pointing at a ticket that has ended is stale: the caller releases it with releaseUser-1 and claims again.
 
+  Also takes one token from the user's join limit shared by every node (a token bucket in the user's slot,
+  at Redis time), so a flood of joins spread over several nodes is limited like one on a single node, in the
+  same round trip.
+
   Input:
     KEYS[1] user record hash       <prefix>{u<hash>}:user:<userId>
+    KEYS[2] user join-limit hash   <prefix>{u<hash>}:rl:<userId>   (fields tokens, at)
 
     ARGV[1] ticket id to reserve when the user has none
     ARGV[2] the search criteria JSON (kept so any node can create the ticket)
     ARGV[3] enqueue time in ms, '' for now (Redis time)
     ARGV[4] ticket ttl in ms
     ARGV[5] extra ms the record outlives the ticket's lifetime
+    ARGV[6] join limit: tokens refilled per second, 0 for no limit
+    ARGV[7] join limit: bucket size (burst)
 
   Output:
-    { created, ticketId, criteriaJson, c0 }
+    -3 (RateLimited) when the user's join limit is used up (nothing changed but the limit)
+    otherwise { created, ticketId, criteriaJson, c0 }
       created  1 when ARGV[1] was reserved, 0 when the user already had a ticket (returned instead)
 ]]
 --- @include "time"
+
+local now = nowMs()
+local rate = tonumber(ARGV[6])
+if rate > 0 then
+  local burst = tonumber(ARGV[7])
+  local b = redis.call('HMGET', KEYS[2], 'tokens', 'at')
+  local tokens = burst
+  if b[1] then
+    tokens = math.min(burst, tonumber(b[1]) + math.max(0, now - tonumber(b[2])) * rate / 1000)
+  end
+  if tokens < 1 then
+    return -3
+  end
+  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'at', string.format('%d', now))
+  -- Gone once it would be full again anyway.
+  redis.call('PEXPIRE', KEYS[2], math.ceil(burst / rate * 1000) + 1000)
+end
 
 local cur = redis.call('HMGET', KEYS[1], 'ticket', 'crit', 'c0')
 if cur[1] then
   return { 0, cur[1], cur[2], cur[3] }
 end
-local now = nowMs()
 local c0 = now
 if ARGV[3] ~= '' then
   c0 = tonumber(ARGV[3])
