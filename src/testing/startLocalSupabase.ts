@@ -250,18 +250,10 @@ async function createUser(
   return { id, email, accessToken };
 }
 
-/**
- * Pending connections the listening socket queues (the kernel caps it at `net.core.somaxconn`, 4096 here). Node's
- * default, 511, overflows when a few thousand clients connect within a second (a benchmark's WebSockets and
- * fetches): the kernel then drops the handshakes and clients retry after 1, 3, 7, 15, 31 s..., so channel joins
- * time out although the server is idle.
- */
-const LISTEN_BACKLOG = 4096;
-
 function listen(server: Server, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ port, host: '127.0.0.1', backlog: LISTEN_BACKLOG }, () => {
+    server.listen(port, '127.0.0.1', () => {
       server.off('error', reject);
       resolve();
     });
