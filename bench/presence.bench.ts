@@ -211,6 +211,8 @@ interface ClientTotals {
   unmatched: unknown[];
   /** Race-everyone: the claim budget (or a child's share of it) was spent. */
   budgetExhausted: boolean;
+  /** CPU seconds of each client child during the run (empty: clients in the bench process). */
+  childCpuSeconds: number[];
 }
 
 /** The searchers of one run, driven in this process or in child processes. */
@@ -283,6 +285,7 @@ function inProcessDriver(
         running: [gate.running],
         unmatched: [],
         budgetExhausted: budget.exhausted,
+        childCpuSeconds: [],
       };
       searchers.forEach((s, i) => {
         if (s.ours) {
@@ -298,6 +301,7 @@ function inProcessDriver(
           totals.unmatched.push({
             index: i,
             status: s.matchmaker.getSnapshot().status,
+            reason: (s.matchmaker.getSnapshot() as { reason?: string }).reason,
             shard: s.ours instanceof ShardedPresenceStrategy ? s.ours.shard : undefined,
             stats: s.ours?.stats,
           });
@@ -434,6 +438,7 @@ async function childProcessDriver(
         running: [],
         unmatched: [],
         budgetExhausted: children.some((c) => c.status.exhausted),
+        childCpuSeconds: [],
       };
       for (const { final } of children) {
         if (!final) throw new Error('a client child exited without its final report');
@@ -444,6 +449,7 @@ async function childProcessDriver(
         totals.startsPending += final.startsPending;
         totals.dropped += final.dropped;
         totals.running.push(final.running);
+        totals.childCpuSeconds.push(Math.round(final.cpuSeconds));
         for (const [reason, count] of Object.entries(final.claimsLost)) {
           totals.claimsLost[reason] = (totals.claimsLost[reason] ?? 0) + count;
         }
@@ -526,6 +532,7 @@ async function runOnce(
     // A little ahead, so that the children have the start message before the first searcher is due.
     const t0 = epochMs() + (clientProcs > 0 ? 200 : 0);
     driver.start(t0);
+    const cpuBefore = process.cpuUsage();
     // The deadline runs from t0 for everything, starts included: when the stack is swamped (race-everyone's
     // claims), late searchers' starts wait behind the claims, and waiting for every start would have no end.
     const deadline = t0 + deadlineMs;
@@ -535,6 +542,7 @@ async function runOnce(
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     const seconds = (epochMs() - t0) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const delta = diffCounters(before, stack.counters.snapshot());
     const queuedAtEnd = driver.queued();
@@ -558,7 +566,8 @@ async function runOnce(
         `RPCs still in flight ${stack.counters.rpcInFlight}, RPC errors ${delta.rpcErrors}, ` +
         `fetch failures ${totals.fetchFailures}, quota stops ${delta.quotaStops}, ` +
         `client fetches running ${JSON.stringify(totals.running)} and queued ${queuedAtEnd}, ` +
-        `RPCs ${JSON.stringify(delta.rpcByFunction)} in ${seconds.toFixed(1)} s`,
+        `RPCs ${JSON.stringify(delta.rpcByFunction)} in ${seconds.toFixed(1)} s; CPU s of the bench process ` +
+        `${Math.round((cpu.user + cpu.system) / 1e6)}, of the client children ${JSON.stringify(totals.childCpuSeconds)}`,
     );
     if (design === 'deterministic') {
       log.info(
@@ -578,8 +587,15 @@ async function runOnce(
           startedMsAfterT0: Math.round((record.startedAt[index] ?? Number.NaN) - t0),
         };
       });
+      const unmatchedIds = record.userIds.filter((_id, i) => record.matchedAt[i] === undefined);
+      const ended = await stack.db.query<{ status: string; reason: string | null; n: string }>(
+        `select status, reason, count(*) as n from matchmaker.presence_searches where user_id = any($1::uuid[])
+         group by status, reason order by n desc`,
+        [unmatchedIds],
+      );
       log.warn(
         `N=${n} ${design}: ${unmatchedCount} unmatched; searches in the database ${JSON.stringify(rows.rows)}; ` +
+          `the unmatched users' searches by status and reason ${JSON.stringify(ended.rows)}; ` +
           `first ones ${JSON.stringify(sample)}`,
       );
     }
@@ -724,7 +740,9 @@ export const benchmark = defineBenchmark({
       for (const n of list) {
         const rounds = n >= 1000 ? sizes.bigRounds : Math.min(3, ctx.config.rounds);
         const [aLatency, bLatency] = [ctx.histogram(), ctx.histogram()];
-        ctx.log.info(`${label} N=${n}: ${rounds} round(s), deterministic and race-everyone interleaved`);
+        ctx.log.info(
+          `${label} N=${n}: ${rounds} round(s), ${sizes.baseline ? 'deterministic and race-everyone interleaved' : 'deterministic only (baseline off)'}`,
+        );
         const deterministic = () =>
           runOnce(
             stack,

@@ -85,10 +85,13 @@ export type PresenceClientsMessage =
       readonly unmatched: readonly {
         index: number;
         status: string;
+        reason: string | undefined;
         shard: number | undefined;
         stats: PresenceStats | undefined;
       }[];
       readonly unmatchedCount: number;
+      /** CPU seconds (user + system) the child used since `start`. */
+      readonly cpuSeconds: number;
     };
 
 async function main(): Promise<void> {
@@ -109,6 +112,7 @@ async function main(): Promise<void> {
     events = [];
   };
   let flusher: ReturnType<typeof setInterval> | undefined;
+  let cpuAtStart = process.cpuUsage();
 
   process.on('message', (message: PresenceClientsRequest) => {
     if (message.type === 'setup') {
@@ -128,6 +132,7 @@ async function main(): Promise<void> {
       }
       post({ type: 'ready' });
     } else if (message.type === 'start') {
+      cpuAtStart = process.cpuUsage();
       startsPending = searchers.size;
       flusher = setInterval(flush, 100);
       for (const [index, searcher] of searchers) {
@@ -181,6 +186,7 @@ async function main(): Promise<void> {
           unmatched.push({
             index,
             status: searcher.matchmaker.getSnapshot().status,
+            reason: (searcher.matchmaker.getSnapshot() as { reason?: string }).reason,
             shard: searcher.ours instanceof ShardedPresenceStrategy ? searcher.ours.shard : undefined,
             stats: searcher.ours?.stats,
           });
@@ -201,6 +207,10 @@ async function main(): Promise<void> {
       running,
       unmatched,
       unmatchedCount,
+      cpuSeconds: (() => {
+        const cpu = process.cpuUsage(cpuAtStart);
+        return (cpu.user + cpu.system) / 1e6;
+      })(),
     });
     const all = [...searchers.values()];
     await Promise.allSettled(all.map((s) => s.matchmaker.close()));
