@@ -213,6 +213,8 @@ interface ClientTotals {
   budgetExhausted: boolean;
   /** CPU seconds of each client child during the run (empty: clients in the bench process). */
   childCpuSeconds: number[];
+  /** The first fetch failures' messages. */
+  fetchErrors: string[];
 }
 
 /** The searchers of one run, driven in this process or in child processes. */
@@ -286,6 +288,7 @@ function inProcessDriver(
         unmatched: [],
         budgetExhausted: budget.exhausted,
         childCpuSeconds: [],
+        fetchErrors: gate.errors.slice(),
       };
       searchers.forEach((s, i) => {
         if (s.ours) {
@@ -302,6 +305,7 @@ function inProcessDriver(
             index: i,
             status: s.matchmaker.getSnapshot().status,
             reason: (s.matchmaker.getSnapshot() as { reason?: string }).reason,
+            error: (s.matchmaker.getSnapshot() as { error?: Error }).error?.message,
             shard: s.ours instanceof ShardedPresenceStrategy ? s.ours.shard : undefined,
             stats: s.ours?.stats,
           });
@@ -439,6 +443,7 @@ async function childProcessDriver(
         unmatched: [],
         budgetExhausted: children.some((c) => c.status.exhausted),
         childCpuSeconds: [],
+        fetchErrors: [],
       };
       for (const { final } of children) {
         if (!final) throw new Error('a client child exited without its final report');
@@ -450,6 +455,7 @@ async function childProcessDriver(
         totals.dropped += final.dropped;
         totals.running.push(final.running);
         totals.childCpuSeconds.push(Math.round(final.cpuSeconds));
+        totals.fetchErrors.push(...final.fetchErrors);
         for (const [reason, count] of Object.entries(final.claimsLost)) {
           totals.claimsLost[reason] = (totals.claimsLost[reason] ?? 0) + count;
         }
@@ -564,7 +570,7 @@ async function runOnce(
     log.info(
       `N=${n} ${design}: claims sent ${claims}, answered by the stack in the run ${serverClaims}, ` +
         `RPCs still in flight ${stack.counters.rpcInFlight}, RPC errors ${delta.rpcErrors}, ` +
-        `fetch failures ${totals.fetchFailures}, quota stops ${delta.quotaStops}, ` +
+        `fetch failures ${totals.fetchFailures} ${JSON.stringify(totals.fetchErrors)}, quota stops ${delta.quotaStops}, ` +
         `client fetches running ${JSON.stringify(totals.running)} and queued ${queuedAtEnd}, ` +
         `RPCs ${JSON.stringify(delta.rpcByFunction)} in ${seconds.toFixed(1)} s; CPU s of the bench process ` +
         `${Math.round((cpu.user + cpu.system) / 1e6)}, of the client children ${JSON.stringify(totals.childCpuSeconds)}`,

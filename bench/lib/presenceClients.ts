@@ -183,6 +183,8 @@ export class FetchGate {
   constructor(private readonly concurrency: number) {}
   #running = 0;
   failures = 0;
+  /** The first failures' messages (at most 3). */
+  readonly errors: string[] = [];
   /** Requests waiting for a slot (not sent yet). */
   get queued(): number {
     return this.#waiting.length;
@@ -217,6 +219,10 @@ export class FetchGate {
       return await fetch(input, init);
     } catch (error) {
       this.failures += 1;
+      if (this.errors.length < 3) {
+        const cause = (error as { cause?: unknown }).cause;
+        this.errors.push(`${String(error)}${cause === undefined ? '' : ` (cause: ${String(cause)})`}`);
+      }
       throw error;
     } finally {
       this.#sentAt.delete(sentAt);

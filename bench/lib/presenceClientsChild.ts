@@ -86,12 +86,15 @@ export type PresenceClientsMessage =
         index: number;
         status: string;
         reason: string | undefined;
+        error: string | undefined;
         shard: number | undefined;
         stats: PresenceStats | undefined;
       }[];
       readonly unmatchedCount: number;
       /** CPU seconds (user + system) the child used since `start`. */
       readonly cpuSeconds: number;
+      /** The first fetch failures' messages. */
+      readonly fetchErrors: readonly string[];
     };
 
 async function main(): Promise<void> {
@@ -187,6 +190,7 @@ async function main(): Promise<void> {
             index,
             status: searcher.matchmaker.getSnapshot().status,
             reason: (searcher.matchmaker.getSnapshot() as { reason?: string }).reason,
+            error: (searcher.matchmaker.getSnapshot() as { error?: Error }).error?.message,
             shard: searcher.ours instanceof ShardedPresenceStrategy ? searcher.ours.shard : undefined,
             stats: searcher.ours?.stats,
           });
@@ -202,6 +206,7 @@ async function main(): Promise<void> {
       moves,
       returns,
       fetchFailures: gate.failures,
+      fetchErrors: gate.errors,
       startsPending,
       dropped,
       running,
