@@ -25,19 +25,37 @@
  *
  * @packageDocumentation
  */
+import { type ChildProcess, fork } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { createClient, type SupabaseClient } from '@supabase/supabase-js';
-import WebSocket from 'ws';
-import { Matchmaker } from '../src/core/Matchmaker';
-import type { MatchmakingStrategy } from '../src/core/MatchmakingStrategy';
+import { fileURLToPath } from 'node:url';
 import { applyMigrations } from '../src/migrations/applyMigrations';
-import { PresenceStrategy } from '../src/strategies/presence/PresenceStrategy';
 import { ShardedPresenceStrategy } from '../src/strategies/sharded-presence/ShardedPresenceStrategy';
-import type { RealtimeChannelLike } from '../src/strategies/supabaseLike';
 import { diffCounters, type LocalSupabase, startLocalSupabase } from '../src/testing/index';
+import { onInterrupt } from './lib/cleanup';
 import type { BenchEnv } from './lib/config';
 import type { LatencyHistogram } from './lib/histogram';
+import {
+  type ClaimBudget,
+  createSearcher,
+  type Design,
+  epochMs,
+  FETCH_CONCURRENCY,
+  FetchGate,
+  type Layout,
+} from './lib/presenceClients';
+import type {
+  PresenceClientEvent,
+  PresenceClientsMessage,
+  PresenceClientsOptions,
+  PresenceClientsRequest,
+  PresenceClientsStatus,
+} from './lib/presenceClientsChild';
 import { type BenchContext, defineBenchmark } from './lib/runner';
+
+/** From this size on, the searchers' clients run in child processes unless `BENCH_PRESENCE_CLIENT_PROCS` says. */
+const AUTO_CLIENT_PROCS_FROM = 5000;
+/** Child processes for the searchers' clients when chosen automatically. */
+const AUTO_CLIENT_PROCS = 2;
 
 /** Sizes of the presence benchmark. */
 export interface PresenceBenchSizes {
@@ -52,11 +70,17 @@ export interface PresenceBenchSizes {
   readonly claimBudget: number;
   /** `BENCH_PRESENCE_BASELINE=off`: deterministic rows only (for diagnosing the strategy; not for figures). */
   readonly baseline: boolean;
+  /**
+   * Child processes running the searchers' clients at size `n` (0: in the bench process). From
+   * `BENCH_PRESENCE_CLIENT_PROCS` when set (0 forces the bench process); else 2 for N >= 5,000, 0 below.
+   */
+  readonly clientProcs: (n: number) => number;
 }
 
 function readList(env: BenchEnv, name: string, fallback: readonly number[]): readonly number[] {
   const raw = env[name];
   if (raw === undefined || raw.trim() === '') return fallback;
+  if (raw.trim() === 'none') return [];
   const values = raw.split(',').map((part) => Number(part.trim().replaceAll('_', '')));
   if (!values.every((v) => Number.isInteger(v) && v >= 2)) throw new Error(`${name}=${raw}: integers >= 2`);
   return values;
@@ -70,6 +94,19 @@ function readNumber(env: BenchEnv, name: string, fallback: number): number {
   return value;
 }
 
+function readClientProcs(env: BenchEnv): (n: number) => number {
+  const raw = env.BENCH_PRESENCE_CLIENT_PROCS;
+  if (raw === undefined || raw.trim() === '')
+    return (n) => (n >= AUTO_CLIENT_PROCS_FROM ? AUTO_CLIENT_PROCS : 0);
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0 || value > 16) {
+    throw new Error(
+      `BENCH_PRESENCE_CLIENT_PROCS=${raw}: an integer from 0 (clients in the bench process) to 16`,
+    );
+  }
+  return () => value;
+}
+
 /** Sizes from the environment (`quick`: a few seconds). */
 export function readPresenceBenchSizes(env: BenchEnv, quick: boolean): PresenceBenchSizes {
   return {
@@ -81,6 +118,7 @@ export function readPresenceBenchSizes(env: BenchEnv, quick: boolean): PresenceB
     bigRounds: readNumber(env, 'BENCH_PRESENCE_ROUNDS', 1),
     claimBudget: readNumber(env, 'BENCH_PRESENCE_CLAIM_BUDGET', 200_000),
     baseline: env.BENCH_PRESENCE_BASELINE !== 'off',
+    clientProcs: readClientProcs(env),
   };
 }
 
@@ -102,155 +140,6 @@ interface RunFigures {
   readonly budgetHit: number;
 }
 
-type Design = 'deterministic' | 'race-everyone';
-
-interface Layout {
-  readonly channel: string;
-  /** Sharded: shard count (channels `<channel>:<i>`). */
-  readonly shards?: number;
-}
-
-/** Claims a run's race-everyone clients may still send (shared by all of them). */
-interface ClaimBudget {
-  remaining: number;
-  exhausted: boolean;
-}
-
-/** The design's v1 / v1.5 client, as the design describes it. Baseline only. */
-class RaceEveryoneStrategy implements MatchmakingStrategy {
-  readonly kind: 'presence' | 'sharded-presence';
-  #channel: RealtimeChannelLike | undefined;
-  #rotation: ReturnType<typeof setInterval> | undefined;
-  #done = false;
-  #userId = '';
-  #payload: Record<string, unknown> = {};
-  #shard = 0;
-  /** Claims this client sent (counted when sent, like {@link PresenceStrategy.stats}). */
-  claims = 0;
-
-  constructor(
-    private readonly supabase: SupabaseClient,
-    private readonly layout: Layout,
-    private readonly budget: ClaimBudget,
-  ) {
-    this.kind = layout.shards ? 'sharded-presence' : 'presence';
-  }
-
-  async search(
-    search: Parameters<MatchmakingStrategy['search']>[0],
-    listener: Parameters<MatchmakingStrategy['search']>[1],
-  ) {
-    const begun = await this.supabase.rpc('matchmaker_presence_begin', {
-      criteria: search.criteria,
-      search_id: search.searchId,
-    });
-    if (begun.error) throw new Error(begun.error.message);
-    const state = begun.data as { user_id: string; search: { started_us: number } };
-    this.#userId = state.user_id;
-    this.#payload = { user_id: state.user_id, rank_us: state.search.started_us, criteria: search.criteria };
-    const shards = this.layout.shards;
-    this.#shard = shards ? Math.floor(Math.random() * shards) : 0;
-    await this.#join(search.searchId, listener);
-    if (shards) {
-      // v1.5: "if no match found in 5 seconds, leave current shard and join another (round-robin)".
-      this.#rotation = setInterval(() => {
-        if (this.#done) return;
-        this.#shard = (this.#shard + 1) % shards;
-        void this.#leave().then(() => this.#join(search.searchId, listener));
-      }, 5000);
-    }
-    return { status: 'searching' as const };
-  }
-
-  async #join(searchId: string, listener: Parameters<MatchmakingStrategy['search']>[1]): Promise<void> {
-    if (this.#done) return;
-    const name = this.layout.shards ? `${this.layout.channel}:${this.#shard}` : this.layout.channel;
-    const channel = this.supabase.channel(name, { config: { presence: { key: '' } } });
-    this.#channel = channel;
-    const me = this.#userId;
-    const myRank = this.#payload.rank_us as number;
-    const finish = (match: { id: string; partner_id: string; created_at: string }) => {
-      if (this.#done) return;
-      this.#done = true;
-      void this.#leave();
-      const userIds = (me < match.partner_id ? [me, match.partner_id] : [match.partner_id, me]) as [
-        string,
-        string,
-      ];
-      listener.matched(searchId, {
-        match: { matchId: match.id, userIds, createdAt: match.created_at, strategy: this.kind, criteria: {} },
-        userId: me,
-      });
-    };
-    channel
-      .on('presence', { event: 'join' }, (payload) => {
-        // "When user B joins, user A (already present) gets a join event and calls create_buddy_match(A, B)".
-        for (const meta of payload.newPresences) {
-          const other = meta.user_id;
-          if (typeof other !== 'string' || other === me || this.#done) continue;
-          // A is present, B is the newcomer: only searches that began after ours are ours to claim (the
-          // join events supabase-js raises for the members already there when we subscribe are not).
-          if (!(typeof meta.rank_us === 'number' && meta.rank_us > myRank)) continue;
-          if (this.budget.remaining <= 0) {
-            this.budget.exhausted = true;
-            continue;
-          }
-          this.budget.remaining -= 1;
-          this.claims += 1;
-          void this.supabase
-            .rpc('matchmaker_presence_claim', { user_a: me, user_b: other })
-            .then(({ data }) => {
-              const r = data as {
-                result?: string;
-                match?: { id: string; partner_id: string; created_at: string };
-              } | null;
-              if (r?.result === 'claimed' && r.match) {
-                // "User A broadcasts buddy-matched": everyone in the channel receives it.
-                void channel.send({
-                  type: 'broadcast',
-                  event: 'buddy-matched',
-                  payload: { to: other, match: { ...r.match, partner_id: me } },
-                });
-                finish(r.match);
-              }
-            });
-        }
-      })
-      .on('broadcast', { event: 'buddy-matched' }, (message) => {
-        const p = message.payload as {
-          to?: string;
-          match?: { id: string; partner_id: string; created_at: string };
-        };
-        if (p.to === me && p.match) finish(p.match);
-      });
-    await new Promise<void>((resolve) => {
-      channel.subscribe((status) => {
-        if (status === 'SUBSCRIBED') {
-          void channel.track(this.#payload).then(() => resolve());
-        }
-      });
-    });
-  }
-
-  async #leave(): Promise<void> {
-    const channel = this.#channel;
-    this.#channel = undefined;
-    if (channel) await this.supabase.removeChannel(channel as Parameters<SupabaseClient['removeChannel']>[0]);
-  }
-
-  async cancel() {
-    this.#done = true;
-    await this.close();
-    return { status: 'cancelled' as const };
-  }
-
-  async close() {
-    this.#done = true;
-    if (this.#rotation) clearInterval(this.#rotation);
-    await this.#leave();
-  }
-}
-
 async function startStack(): Promise<LocalSupabase> {
   const stack = await startLocalSupabase();
   const session = await stack.db.connect();
@@ -262,65 +151,7 @@ async function startStack(): Promise<LocalSupabase> {
   return stack;
 }
 
-/**
- * All clients of the benchmark share one process, so their HTTP sockets and the stack's (both ends of every
- * connection) count against one open-file limit. Node's fetch opens a new connection for every concurrent
- * request; 5,000 clients starting within a second would open thousands at once and, with 2 x 5,000 WebSocket
- * ends, pass the 20,000 open files. Capping the requests in flight across all clients at this many bounds
- * the sockets; requests above the cap wait here (first in, first out) instead of in the stack's queue for one
- * of its 10 database connections: it changes where they wait, not how long.
- */
-const FETCH_CONCURRENCY = 512;
-
-/** One fetch gate shared by every client of the benchmark, with a count of the requests that failed. */
-class FetchGate {
-  #running = 0;
-  failures = 0;
-  /** Requests waiting for a slot (not sent yet). */
-  get queued(): number {
-    return this.#waiting.length;
-  }
-  /** Requests sent and not answered yet, and the age of the oldest (ms). */
-  readonly #sentAt = new Set<number>();
-  get running(): { count: number; oldestMs: number } {
-    let oldest = Number.POSITIVE_INFINITY;
-    for (const at of this.#sentAt) oldest = Math.min(oldest, at);
-    return {
-      count: this.#sentAt.size,
-      oldestMs: this.#sentAt.size > 0 ? Math.round(performance.now() - oldest) : 0,
-    };
-  }
-  /** Drops every waiting request (it fails without reaching the stack). */
-  dropQueued(): number {
-    const dropped = this.#waiting.splice(0);
-    for (const wake of dropped) wake(false);
-    return dropped.length;
-  }
-  readonly #waiting: ((go: boolean) => void)[] = [];
-  readonly fetch: typeof fetch = async (input, init) => {
-    if (this.#running >= FETCH_CONCURRENCY) {
-      const go = await new Promise<boolean>((resolve) => this.#waiting.push(resolve));
-      if (!go) throw new Error('dropped at the end of the benchmark run');
-    } else {
-      this.#running += 1;
-    }
-    const sentAt = performance.now() + Math.random() * 1e-6;
-    this.#sentAt.add(sentAt);
-    try {
-      return await fetch(input, init);
-    } catch (error) {
-      this.failures += 1;
-      throw error;
-    } finally {
-      this.#sentAt.delete(sentAt);
-      const next = this.#waiting.shift();
-      if (next) next(true);
-      else this.#running -= 1;
-    }
-  };
-}
-
-const gate = new FetchGate();
+const gate = new FetchGate(FETCH_CONCURRENCY);
 
 /**
  * Waits until the stack has answered every RPC it received (at most `limitMs`); returns what was in flight at
@@ -339,6 +170,315 @@ async function drainRpc(stack: LocalSupabase, limitMs: number): Promise<{ inFlig
 
 let runSeq = 0;
 
+/** What a run's searchers did, indexed by searcher (epoch ms, see {@link epochMs}). */
+interface RunRecord {
+  readonly userIds: string[];
+  readonly startedAt: (number | undefined)[];
+  readonly matchedAt: (number | undefined)[];
+  readonly matchOf: (string | undefined)[];
+  readonly partnerOf: (string | undefined)[];
+  /** `matched` events per searcher (exactly-once: 1). */
+  readonly matchedEvents: number[];
+  matchedCount: number;
+  startFailures: number;
+}
+
+function recordMatched(
+  record: RunRecord,
+  index: number,
+  at: number,
+  matchId: string,
+  partnerId: string,
+): void {
+  record.matchedEvents[index] = (record.matchedEvents[index] ?? 0) + 1;
+  if (record.matchedAt[index] !== undefined) return;
+  record.matchedAt[index] = at;
+  record.matchOf[index] = matchId;
+  record.partnerOf[index] = partnerId;
+  record.matchedCount += 1;
+}
+
+/** What the run's clients tell once it is over. */
+interface ClientTotals {
+  claims: number;
+  claimsLost: Record<string, number>;
+  moves: number;
+  returns: number;
+  fetchFailures: number;
+  startsPending: number;
+  dropped: number;
+  running: { count: number; oldestMs: number }[];
+  unmatched: unknown[];
+  /** Race-everyone: the claim budget (or a child's share of it) was spent. */
+  budgetExhausted: boolean;
+  /** CPU seconds of each client child during the run (empty: clients in the bench process). */
+  childCpuSeconds: number[];
+  /** The first fetch failures' messages. */
+  fetchErrors: string[];
+}
+
+/** The searchers of one run, driven in this process or in child processes. */
+interface RunDriver {
+  /** Start searcher `i` at `t0 + i / n * spreadMs` (epoch ms). */
+  start(t0: number): void;
+  /** Nothing can change any more (race-everyone: out of claims, nothing queued at the clients). */
+  exhausted(): boolean;
+  /** Requests waiting at the clients. */
+  queued(): number;
+  /** Stop: the clients' totals (drops requests still queued at the clients). */
+  finish(): Promise<ClientTotals>;
+  /** Close every client. */
+  close(): Promise<void>;
+}
+
+function inProcessDriver(
+  stack: LocalSupabase,
+  tokens: readonly string[],
+  design: Design,
+  layout: Layout,
+  claimBudget: number,
+  spreadMs: number,
+  record: RunRecord,
+  log: BenchContext['log'],
+): RunDriver {
+  const budget: ClaimBudget = { remaining: claimBudget, exhausted: false };
+  const n = tokens.length;
+  const searchers = tokens.map((token, i) => {
+    const searcher = createSearcher(stack, token, design, layout, budget, gate);
+    searcher.matchmaker.on('matched', ({ match }) => {
+      recordMatched(record, i, epochMs(), match.matchId, match.partnerId);
+    });
+    return searcher;
+  });
+  let startsPending = n;
+  const failuresBefore = gate.failures;
+  return {
+    start(t0) {
+      searchers.forEach((s, i) => {
+        setTimeout(
+          () => {
+            record.startedAt[i] = epochMs();
+            s.matchmaker.start().then(
+              () => {
+                startsPending -= 1;
+              },
+              (error: unknown) => {
+                startsPending -= 1;
+                record.startFailures += 1;
+                if (record.startFailures <= 5) log.warn(`start failed: ${String(error)}`);
+              },
+            );
+          },
+          Math.max(0, t0 + (i / n) * spreadMs - epochMs()),
+        );
+      });
+    },
+    exhausted: () => budget.exhausted && gate.queued === 0,
+    queued: () => gate.queued,
+    async finish() {
+      const totals: ClientTotals = {
+        claims: 0,
+        claimsLost: {},
+        moves: 0,
+        returns: 0,
+        fetchFailures: gate.failures - failuresBefore,
+        startsPending,
+        dropped: 0,
+        running: [gate.running],
+        unmatched: [],
+        budgetExhausted: budget.exhausted,
+        childCpuSeconds: [],
+        fetchErrors: gate.errors.slice(),
+      };
+      searchers.forEach((s, i) => {
+        if (s.ours) {
+          totals.claims += s.ours.stats.claims;
+          totals.moves += s.ours.stats.moves;
+          totals.returns += s.ours.stats.returns;
+          for (const [reason, count] of Object.entries(s.ours.stats.claimsLost)) {
+            totals.claimsLost[reason] = (totals.claimsLost[reason] ?? 0) + (count ?? 0);
+          }
+        }
+        if (s.baseline) totals.claims += s.baseline.claims;
+        if (record.matchedAt[i] === undefined && totals.unmatched.length < 12) {
+          totals.unmatched.push({
+            index: i,
+            status: s.matchmaker.getSnapshot().status,
+            reason: (s.matchmaker.getSnapshot() as { reason?: string }).reason,
+            error: (s.matchmaker.getSnapshot() as { error?: Error }).error?.message,
+            shard: s.ours instanceof ShardedPresenceStrategy ? s.ours.shard : undefined,
+            stats: s.ours?.stats,
+          });
+        }
+      });
+      totals.dropped = gate.dropQueued();
+      return totals;
+    },
+    async close() {
+      await Promise.allSettled(searchers.map((s) => s.matchmaker.close()));
+      await Promise.allSettled(
+        searchers.map(async (s) => {
+          await s.supabase.removeAllChannels();
+          await s.supabase.realtime.disconnect();
+        }),
+      );
+    },
+  };
+}
+
+/** One child process running a share of the searchers (see `bench/lib/presenceClientsChild.ts`). */
+interface ClientsChild {
+  readonly process: ChildProcess;
+  status: PresenceClientsStatus;
+  final: Extract<PresenceClientsMessage, { type: 'final' }> | undefined;
+}
+
+async function childProcessDriver(
+  stack: LocalSupabase,
+  tokens: readonly string[],
+  design: Design,
+  layout: Layout,
+  claimBudget: number,
+  spreadMs: number,
+  procs: number,
+  record: RunRecord,
+  log: BenchContext['log'],
+): Promise<RunDriver> {
+  const n = tokens.length;
+  const entry = fileURLToPath(new URL('./lib/presenceClientsChild.ts', import.meta.url));
+  const children: ClientsChild[] = [];
+  const onEvent = (event: PresenceClientEvent) => {
+    if (event.kind === 'started') record.startedAt[event.index] = event.at;
+    else if (event.kind === 'matched') {
+      recordMatched(record, event.index, event.at, event.matchId, event.partnerId);
+    } else {
+      record.startFailures += 1;
+      if (record.startFailures <= 5) log.warn(`start failed: ${event.error}`);
+    }
+  };
+  const kill = () => {
+    for (const child of children) child.process.kill('SIGKILL');
+  };
+  const unregister = onInterrupt(kill);
+  const exits: Promise<void>[] = [];
+  try {
+    const ready: Promise<void>[] = [];
+    for (let k = 0; k < procs; k += 1) {
+      const options: PresenceClientsOptions = {
+        url: stack.url,
+        anonKey: stack.anonKey,
+        design,
+        layout,
+        claimBudget: Math.floor(claimBudget / procs),
+        fetchConcurrency: Math.max(1, Math.floor(FETCH_CONCURRENCY / procs)),
+      };
+      const child: ClientsChild = {
+        process: fork(entry, [], {
+          execArgv: ['--import', import.meta.resolve('tsx')],
+          stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+          env: { ...process.env, BENCH_PRESENCE_CLIENTS: JSON.stringify(options) },
+        }),
+        status: { queued: 0, exhausted: false },
+        final: undefined,
+      };
+      children.push(child);
+      exits.push(new Promise((resolve) => child.process.once('exit', () => resolve())));
+      ready.push(
+        new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new Error(`client child ${k}: not ready in 120 s`)), 120_000);
+          child.process.once('exit', (code) => {
+            clearTimeout(timer);
+            reject(new Error(`client child ${k} exited with ${code}`));
+          });
+          child.process.on('message', (message: PresenceClientsMessage) => {
+            if (message.type === 'ready') {
+              clearTimeout(timer);
+              resolve();
+            } else if (message.type === 'events') {
+              child.status = message.status;
+              for (const event of message.events) onEvent(event);
+            } else if (message.type === 'final') {
+              child.final = message;
+            }
+          });
+        }),
+      );
+      // Searcher i runs in child i % procs: each child's share starts spread over the whole second.
+      const searchers = tokens.flatMap((token, index) => (index % procs === k ? [{ index, token }] : []));
+      const setup: PresenceClientsRequest = { type: 'setup', searchers };
+      child.process.send(setup);
+    }
+    await Promise.all(ready);
+  } catch (error) {
+    kill();
+    unregister();
+    throw error;
+  }
+  const send = (request: PresenceClientsRequest) => {
+    for (const child of children) if (child.process.connected) child.process.send(request);
+  };
+  let closed: Promise<void> | undefined;
+  return {
+    start(t0) {
+      send({ type: 'start', t0, n, spreadMs });
+    },
+    exhausted: () => children.every((c) => c.status.exhausted && c.status.queued === 0),
+    queued: () => children.reduce((sum, c) => sum + c.status.queued, 0),
+    async finish() {
+      send({ type: 'stop' });
+      const t0 = performance.now();
+      while (children.some((c) => c.final === undefined && c.process.exitCode === null)) {
+        if (performance.now() - t0 > 60_000) throw new Error('client children: no final report in 60 s');
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const totals: ClientTotals = {
+        claims: 0,
+        claimsLost: {},
+        moves: 0,
+        returns: 0,
+        fetchFailures: 0,
+        startsPending: 0,
+        dropped: 0,
+        running: [],
+        unmatched: [],
+        budgetExhausted: children.some((c) => c.status.exhausted),
+        childCpuSeconds: [],
+        fetchErrors: [],
+      };
+      for (const { final } of children) {
+        if (!final) throw new Error('a client child exited without its final report');
+        totals.claims += final.claims;
+        totals.moves += final.moves;
+        totals.returns += final.returns;
+        totals.fetchFailures += final.fetchFailures;
+        totals.startsPending += final.startsPending;
+        totals.dropped += final.dropped;
+        totals.running.push(final.running);
+        totals.childCpuSeconds.push(Math.round(final.cpuSeconds));
+        totals.fetchErrors.push(...final.fetchErrors);
+        for (const [reason, count] of Object.entries(final.claimsLost)) {
+          totals.claimsLost[reason] = (totals.claimsLost[reason] ?? 0) + count;
+        }
+        totals.unmatched.push(...final.unmatched.map((u) => ({ ...u, userId: record.userIds[u.index] })));
+      }
+      return totals;
+    },
+    close() {
+      closed ??= (async () => {
+        send({ type: 'stop' });
+        const timeout = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), 60_000));
+        if ((await Promise.race([Promise.all(exits), timeout])) === 'timeout') {
+          log.warn('client children did not exit in 60 s after stop; killed');
+          kill();
+          await Promise.all(exits);
+        }
+        unregister();
+      })();
+      return closed;
+    },
+  };
+}
+
 /** N searchers start within one second; returns the run's figures (latency recorded into `latency`). */
 async function runOnce(
   stack: LocalSupabase,
@@ -348,189 +488,126 @@ async function runOnce(
   spreadMs: number,
   deadlineMs: number,
   claimBudget: number,
+  clientProcs: number,
   latency: LatencyHistogram,
   log: BenchContext['log'],
 ): Promise<RunFigures> {
-  const budget: ClaimBudget = { remaining: claimBudget, exhausted: false };
   const channel = `bench-${design}-${runSeq++}`;
   const layout: Layout = shards ? { channel, shards } : { channel };
-  const clients: SupabaseClient[] = [];
-  const matchmakers: Matchmaker[] = [];
-  const startedAt: number[] = [];
-  const matchedAt: number[] = [];
-  const matchOf: string[] = [];
-  const ours: (PresenceStrategy | ShardedPresenceStrategy)[] = [];
-  const baseline: RaceEveryoneStrategy[] = [];
   const leftover = await drainRpc(stack, 600_000);
   if (leftover.inFlight > 0) {
     log.warn(
       `N=${n} ${design}: ${leftover.inFlight} RPCs of the previous run still in flight; waited ${(leftover.ms / 1000).toFixed(1)} s`,
     );
   }
-  const failuresBefore = gate.failures;
+  const record: RunRecord = {
+    userIds: [],
+    startedAt: [],
+    matchedAt: [],
+    matchOf: [],
+    partnerOf: [],
+    matchedEvents: [],
+    matchedCount: 0,
+    startFailures: 0,
+  };
+  const tokens: string[] = [];
+  for (let i = 0; i < n; i += 1) {
+    const userId = randomUUID();
+    record.userIds.push(userId);
+    tokens.push(await stack.signToken({ sub: userId, role: 'authenticated', aud: 'authenticated' }));
+  }
+  const where =
+    clientProcs > 0 ? `clients in ${clientProcs} child processes` : 'clients in the bench process';
+  log.info(`N=${n} ${design}: ${where}`);
+  const driver =
+    clientProcs > 0
+      ? await childProcessDriver(
+          stack,
+          tokens,
+          design,
+          layout,
+          claimBudget,
+          spreadMs,
+          clientProcs,
+          record,
+          log,
+        )
+      : inProcessDriver(stack, tokens, design, layout, claimBudget, spreadMs, record, log);
   try {
-    for (let i = 0; i < n; i += 1) {
-      const token = await stack.signToken({ sub: randomUUID(), role: 'authenticated', aud: 'authenticated' });
-      const supabase = createClient(stack.url, stack.anonKey, {
-        realtime: { transport: WebSocket as unknown as typeof globalThis.WebSocket },
-        auth: { persistSession: false, autoRefreshToken: false, detectSessionInUrl: false },
-        global: { fetch: gate.fetch },
-        accessToken: async () => token,
-      });
-      clients.push(supabase);
-      const strategy: MatchmakingStrategy =
-        design === 'race-everyone'
-          ? new RaceEveryoneStrategy(supabase, layout, budget)
-          : shards
-            ? new ShardedPresenceStrategy({
-                supabase,
-                shards,
-                channelPrefix: channel,
-                joinTimeoutMs: 120_000,
-              })
-            : new PresenceStrategy({ supabase, channel, joinTimeoutMs: 120_000 });
-      if (strategy instanceof PresenceStrategy || strategy instanceof ShardedPresenceStrategy)
-        ours.push(strategy);
-      else if (strategy instanceof RaceEveryoneStrategy) baseline.push(strategy);
-      const matchmaker = new Matchmaker(strategy);
-      matchmaker.on('matched', ({ match }) => {
-        matchedAt[i] = performance.now();
-        matchOf[i] = match.matchId;
-      });
-      matchmakers.push(matchmaker);
-    }
     const before = stack.counters.snapshot();
-    const t0 = performance.now();
+    // A little ahead, so that the children have the start message before the first searcher is due.
+    const t0 = epochMs() + (clientProcs > 0 ? 200 : 0);
+    driver.start(t0);
+    const cpuBefore = process.cpuUsage();
     // The deadline runs from t0 for everything, starts included: when the stack is swamped (race-everyone's
     // claims), late searchers' starts wait behind the claims, and waiting for every start would have no end.
-    let startFailures = 0;
-    let startsPending = n;
-    matchmakers.forEach((m, i) => {
-      setTimeout(
-        () => {
-          startedAt[i] = performance.now();
-          m.start().then(
-            () => {
-              startsPending -= 1;
-            },
-            (error: unknown) => {
-              startsPending -= 1;
-              startFailures += 1;
-              if (startFailures <= 5) log.warn(`start failed: ${String(error)}`);
-            },
-          );
-        },
-        (i / n) * spreadMs,
-      );
-    });
     const deadline = t0 + deadlineMs;
-    while (matchedAt.filter((t) => t !== undefined).length < n && performance.now() < deadline) {
+    while (record.matchedCount < n && epochMs() < deadline) {
       // Out of claims, and every claim sent has been answered: nothing can change any more.
-      if (budget.exhausted && gate.queued === 0 && stack.counters.rpcInFlight === 0) break;
+      if (driver.exhausted() && stack.counters.rpcInFlight === 0) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    if (startsPending > 0 || startFailures > 0) {
-      log.warn(`N=${n} ${design}: ${startsPending} starts still pending at the end, ${startFailures} failed`);
-    }
-    if (budget.exhausted) {
-      log.warn(
-        `N=${n} ${design}: the rule had sent ${claimBudget} claims (the budget) after ${((performance.now() - t0) / 1000).toFixed(1)} s; it stopped claiming`,
-      );
-    }
-    const seconds = (performance.now() - t0) / 1000;
+    const seconds = (epochMs() - t0) / 1000;
+    const cpu = process.cpuUsage(cpuBefore);
     await new Promise((resolve) => setTimeout(resolve, 500));
     const delta = diffCounters(before, stack.counters.snapshot());
+    const queuedAtEnd = driver.queued();
+    const totals = await driver.finish();
+    if (totals.startsPending > 0 || record.startFailures > 0) {
+      log.warn(
+        `N=${n} ${design}: ${totals.startsPending} starts still pending at the end, ${record.startFailures} failed`,
+      );
+    }
+    const budgetHit = totals.budgetExhausted;
+    if (budgetHit) {
+      log.warn(
+        `N=${n} ${design}: the rule had sent ${claimBudget} claims (the budget) after ${seconds.toFixed(1)} s; it stopped claiming`,
+      );
+    }
     // Claims the run's clients sent (the issue's "claims per match"); the stack's count is the cross-check.
-    const claims =
-      ours.reduce((sum, s) => sum + s.stats.claims, 0) + baseline.reduce((sum, s) => sum + s.claims, 0);
+    const claims = totals.claims;
     const serverClaims = delta.rpcByFunction.matchmaker_presence_claim ?? 0;
     log.info(
       `N=${n} ${design}: claims sent ${claims}, answered by the stack in the run ${serverClaims}, ` +
         `RPCs still in flight ${stack.counters.rpcInFlight}, RPC errors ${delta.rpcErrors}, ` +
-        `fetch failures ${gate.failures - failuresBefore}, quota stops ${delta.quotaStops}, ` +
-        `client fetches running ${JSON.stringify(gate.running)} and queued ${gate.queued}, ` +
-        `RPCs ${JSON.stringify(delta.rpcByFunction)}`,
+        `fetch failures ${totals.fetchFailures} ${JSON.stringify(totals.fetchErrors)}, quota stops ${delta.quotaStops}, ` +
+        `client fetches running ${JSON.stringify(totals.running)} and queued ${queuedAtEnd}, ` +
+        `RPCs ${JSON.stringify(delta.rpcByFunction)} in ${seconds.toFixed(1)} s; CPU s of the bench process ` +
+        `${Math.round((cpu.user + cpu.system) / 1e6)}, of the client children ${JSON.stringify(totals.childCpuSeconds)}`,
     );
-    if (ours.length > 0) {
-      const lost: Record<string, number> = {};
-      let moves = 0;
-      let returns = 0;
-      for (const strategy of ours) {
-        moves += strategy.stats.moves;
-        returns += strategy.stats.returns;
-        for (const [reason, count] of Object.entries(strategy.stats.claimsLost)) {
-          lost[reason] = (lost[reason] ?? 0) + (count ?? 0);
-        }
-      }
-      log.info(`N=${n} ${design}: lost claims ${JSON.stringify(lost)}, moves ${moves}, returns ${returns}`);
+    if (design === 'deterministic') {
+      log.info(
+        `N=${n} ${design}: lost claims ${JSON.stringify(totals.claimsLost)}, moves ${totals.moves}, returns ${totals.returns}`,
+      );
     }
-    const unmatched = matchmakers.flatMap((_m, i) => (matchedAt[i] === undefined ? [i] : []));
-    if (unmatched.length > 0) {
+    const unmatchedCount = n - record.matchedCount;
+    if (unmatchedCount > 0) {
       // Why: each one's state as the client and the database see it.
       const rows = await stack.db.query<{ status: string; shard: number | null; n: string }>(
         `select status, shard, count(*) as n from matchmaker.presence_searches where status = 'searching' group by status, shard order by shard`,
       );
-      const sample = unmatched.slice(0, 12).map((i) => {
-        const strategy = ours[i];
+      const sample = totals.unmatched.slice(0, 12).map((u) => {
+        const index = (u as { index: number }).index;
         return {
-          i,
-          startedMsAfterT0: Math.round((startedAt[i] ?? Number.NaN) - t0),
-          status: matchmakers[i]?.getSnapshot().status,
-          shard: strategy instanceof ShardedPresenceStrategy ? strategy.shard : undefined,
-          stats: strategy?.stats,
+          ...(u as object),
+          startedMsAfterT0: Math.round((record.startedAt[index] ?? Number.NaN) - t0),
         };
       });
+      const unmatchedIds = record.userIds.filter((_id, i) => record.matchedAt[i] === undefined);
+      const ended = await stack.db.query<{ status: string; reason: string | null; n: string }>(
+        `select status, reason, count(*) as n from matchmaker.presence_searches where user_id = any($1::uuid[])
+         group by status, reason order by n desc`,
+        [unmatchedIds],
+      );
       log.warn(
-        `N=${n} ${design}: ${unmatched.length} unmatched; searches in the database ${JSON.stringify(rows.rows)}; ` +
+        `N=${n} ${design}: ${unmatchedCount} unmatched; searches in the database ${JSON.stringify(rows.rows)}; ` +
+          `the unmatched users' searches by status and reason ${JSON.stringify(ended.rows)}; ` +
           `first ones ${JSON.stringify(sample)}`,
       );
     }
-    // Latency per user: from its start() call to the moment both users of its match had the match.
-    const bothAt = new Map<string, number>();
-    matchOf.forEach((id, i) => {
-      if (id !== undefined) bothAt.set(id, Math.max(bothAt.get(id) ?? 0, matchedAt[i] as number));
-    });
-    let pairs = 0;
-    const seen = new Map<string, number>();
-    matchOf.forEach((id, _i) => {
-      if (id === undefined) return;
-      seen.set(id, (seen.get(id) ?? 0) + 1);
-    });
-    const h = latency;
-    matchOf.forEach((id, i) => {
-      if (id === undefined || seen.get(id) !== 2) return;
-      h.recordMs((bothAt.get(id) as number) - (startedAt[i] as number));
-    });
-    for (const count of seen.values()) if (count === 2) pairs += 1;
-    const matches = Math.max(1, pairs);
-    const sample = { p50: 0, p99: 0 };
-    if (h.count > 0) {
-      sample.p50 = h.percentile(50, 'ms');
-      sample.p99 = h.percentile(99, 'ms');
-    }
-    return {
-      matchedFraction: (2 * pairs) / n,
-      deliveriesPerMatch: delta.deliveredTotal / matches,
-      presencePerMatch: delta.presenceEvents / matches,
-      broadcastPerMatch: delta.delivered.broadcast / matches,
-      claimsPerMatch: claims / matches,
-      rpcPerMatch: delta.rpcCalls / matches,
-      wastedPct: (100 * Math.max(0, claims - pairs)) / matches,
-      p50Ms: sample.p50,
-      p99Ms: sample.p99,
-      seconds,
-      budgetHit: budget.exhausted ? 1 : 0,
-    };
+    return figuresOf(record, n, design, delta, claims, seconds, budgetHit, latency, log);
   } finally {
-    const dropped = gate.dropQueued();
-    if (dropped > 0) log.info(`N=${n} ${design}: ${dropped} requests still queued at the end were not sent`);
-    await Promise.allSettled(matchmakers.map((m) => m.close()));
-    await Promise.allSettled(
-      clients.map(async (c) => {
-        await c.removeAllChannels();
-        await c.realtime.disconnect();
-      }),
-    );
+    await driver.close();
     const tail = await drainRpc(stack, 600_000);
     if (tail.inFlight > 0) {
       log.info(
@@ -539,6 +616,70 @@ async function runOnce(
     }
     await stack.db.query('truncate matchmaker.presence_searches, matchmaker.matches, realtime.messages');
   }
+}
+
+/**
+ * A run's figures from what its searchers did. Checks exactly-once on the way: every searcher got one
+ * `matched` event, and the two searchers of a match id name each other as partners (logged when not).
+ */
+function figuresOf(
+  record: RunRecord,
+  n: number,
+  design: Design,
+  delta: ReturnType<typeof diffCounters>,
+  claims: number,
+  seconds: number,
+  budgetHit: boolean,
+  latency: LatencyHistogram,
+  log: BenchContext['log'],
+): RunFigures {
+  const members = new Map<string, number[]>();
+  record.matchOf.forEach((id, i) => {
+    if (id === undefined) return;
+    const list = members.get(id) ?? [];
+    list.push(i);
+    members.set(id, list);
+  });
+  const duplicates = record.matchedEvents.filter((count) => count > 1).length;
+  let pairs = 0;
+  let badPairs = 0;
+  for (const [, list] of members) {
+    const [a, b] = list;
+    if (
+      list.length === 2 &&
+      a !== undefined &&
+      b !== undefined &&
+      record.partnerOf[a] === record.userIds[b] &&
+      record.partnerOf[b] === record.userIds[a]
+    ) {
+      pairs += 1;
+      // Latency per user: from its start() call to the moment both users of its match had the match.
+      const both = Math.max(record.matchedAt[a] as number, record.matchedAt[b] as number);
+      latency.recordMs(both - (record.startedAt[a] as number));
+      latency.recordMs(both - (record.startedAt[b] as number));
+    } else {
+      badPairs += 1;
+    }
+  }
+  const check =
+    `exactly-once: ${record.matchedCount} of ${n} matched, ${pairs} matches with both sides agreeing, ` +
+    `${badPairs} match ids without exactly two agreeing sides, ${duplicates} searchers with more than one matched event`;
+  if (badPairs > 0 || duplicates > 0) log.warn(`N=${n} ${design}: ${check}`);
+  else log.info(`N=${n} ${design}: ${check}`);
+  const matches = Math.max(1, pairs);
+  return {
+    matchedFraction: (2 * pairs) / n,
+    deliveriesPerMatch: delta.deliveredTotal / matches,
+    presencePerMatch: delta.presenceEvents / matches,
+    broadcastPerMatch: delta.delivered.broadcast / matches,
+    claimsPerMatch: claims / matches,
+    rpcPerMatch: delta.rpcCalls / matches,
+    wastedPct: (100 * Math.max(0, claims - pairs)) / matches,
+    p50Ms: latency.count > 0 ? latency.percentile(50, 'ms') : 0,
+    p99Ms: latency.count > 0 ? latency.percentile(99, 'ms') : 0,
+    seconds,
+    budgetHit: budgetHit ? 1 : 0,
+  };
 }
 
 function reportPair(
@@ -605,7 +746,9 @@ export const benchmark = defineBenchmark({
       for (const n of list) {
         const rounds = n >= 1000 ? sizes.bigRounds : Math.min(3, ctx.config.rounds);
         const [aLatency, bLatency] = [ctx.histogram(), ctx.histogram()];
-        ctx.log.info(`${label} N=${n}: ${rounds} round(s), deterministic and race-everyone interleaved`);
+        ctx.log.info(
+          `${label} N=${n}: ${rounds} round(s), ${sizes.baseline ? 'deterministic and race-everyone interleaved' : 'deterministic only (baseline off)'}`,
+        );
         const deterministic = () =>
           runOnce(
             stack,
@@ -615,6 +758,7 @@ export const benchmark = defineBenchmark({
             spreadMs,
             sizes.deadlineMs,
             sizes.claimBudget,
+            sizes.clientProcs(n),
             aLatency,
             ctx.log,
           );
@@ -634,6 +778,7 @@ export const benchmark = defineBenchmark({
               spreadMs,
               sizes.deadlineMs,
               sizes.claimBudget,
+              sizes.clientProcs(n),
               bLatency,
               ctx.log,
             ),
