@@ -213,7 +213,10 @@ export class PresenceRoom {
   }
 
   #onStatus(status: string, error: Error | undefined): void {
-    if (this.#leaving) return;
+    // Closed already (our own leave, or a server stop). supabase-js reports the CLOSED of our own leave
+    // synchronously inside removeChannel, before `leave()` has even stored its promise in #leaving: without
+    // this check that CLOSED read as a server stop and ended the search (a shard move of an untracked room).
+    if (this.#leaving || this.#status === 'closed') return;
     if (status === 'SUBSCRIBED') {
       this.#joins += 1;
       this.#status = 'joined';
