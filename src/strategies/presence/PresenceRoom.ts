@@ -187,8 +187,14 @@ export class PresenceRoom {
   }
 
   /**
-   * Untrack (when our presence is on the server) and leave the channel. Idempotent; resolves once the server
-   * has processed both, so a later join elsewhere never overlaps this presence.
+   * Untrack (when our presence is on the server) and leave the channel. Idempotent.
+   *
+   * @remarks
+   * Resolves once the server has answered the untrack, so a later join elsewhere does not overlap this presence.
+   * The channel leave itself completes on the client (supabase-js closes the channel locally); the server drops
+   * the channel when it handles the `phx_leave`. When the untrack is skipped because the channel's 5-per-30-s
+   * presence window is used up, the presence stays on the server until then and may briefly overlap the next
+   * channel's.
    */
   leave(): Promise<void> {
     this.#leaving ??= this.#leave();
