@@ -233,7 +233,8 @@ function adminClient(config: BenchConfig): pg.Client {
   });
 }
 
-async function withAdmin<T>(config: BenchConfig, use: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Run `use` on a connection to the server's `postgres` database, closed afterwards. */
+export async function withAdmin<T>(config: BenchConfig, use: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = adminClient(config);
   await client.connect();
   try {
@@ -260,24 +261,34 @@ function isProcessAlive(pid: number): boolean {
   }
 }
 
-/** Drop the `bench_cal_<pid>_…` databases left by runs whose process is gone (killed before they cleaned up). */
-export async function dropStalePgbenchDatabases(
+/**
+ * Drop the `<prefix><pid>_…` databases left by runs whose process is gone (killed before they cleaned up). Every
+ * benchmark that creates throw-away databases names them this way (`bench_cal_`, `bench_q_`).
+ */
+export async function dropStaleBenchDatabases(
   config: BenchConfig,
+  prefix: string,
   log: CalibrationLog = silent,
 ): Promise<void> {
+  const owner = new RegExp(`^${prefix}(\\d+)_`);
   await withAdmin(config, async (client) => {
     const { rows } = await client.query<{ datname: string }>(
-      `select datname from pg_database where datname like $1`,
-      [`${PGBENCH_DATABASE_PREFIX}%`],
+      `select datname from pg_database where starts_with(datname, $1)`,
+      [prefix],
     );
     for (const { datname } of rows) {
-      const pid = Number(/^bench_cal_(\d+)_/.exec(datname)?.[1]);
+      const pid = Number(owner.exec(datname)?.[1]);
       if (Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid)) {
         log(`dropping ${datname}, left by a run that no longer exists`);
         await client.query(`drop database if exists ${quoteIdent(datname)} with (force)`);
       }
     }
   });
+}
+
+/** Drop the `bench_cal_<pid>_…` databases left by runs whose process is gone. */
+export function dropStalePgbenchDatabases(config: BenchConfig, log: CalibrationLog = silent): Promise<void> {
+  return dropStaleBenchDatabases(config, PGBENCH_DATABASE_PREFIX, log);
 }
 
 /** Read the server settings recorded beside `C_tpcb`. */

@@ -12,6 +12,7 @@ import pg from 'pg';
 import { applyMigrations } from '../../src/migrations/applyMigrations';
 import { MIGRATIONS } from '../../src/migrations/migrations.generated';
 import { installSupabaseShape } from '../../src/testing/supabaseShape';
+import { dropStaleBenchDatabases, withAdmin } from './calibration';
 import { onInterrupt } from './cleanup';
 import type { BenchConfig } from './config';
 
@@ -53,43 +54,9 @@ function clientFor(config: BenchConfig, database: string): pg.Client {
   return client;
 }
 
-async function withAdmin<T>(config: BenchConfig, use: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = clientFor(config, 'postgres');
-  await client.connect();
-  try {
-    return await use(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-function isProcessAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Drop the `bench_q_<pid>_…` databases of runs whose process is gone. */
-export async function dropStaleQueueDatabases(
-  config: BenchConfig,
-  log: (message: string) => void,
-): Promise<void> {
-  await withAdmin(config, async (client) => {
-    const { rows } = await client.query<{ datname: string }>(
-      'select datname from pg_database where datname like $1',
-      [`${QUEUE_DATABASE_PREFIX}%`],
-    );
-    for (const { datname } of rows) {
-      const pid = Number(/^bench_q_(\d+)_/.exec(datname)?.[1]);
-      if (Number.isInteger(pid) && pid !== process.pid && !isProcessAlive(pid)) {
-        log(`dropping ${datname}, left by a run that no longer exists`);
-        await client.query(`drop database if exists "${datname}" with (force)`);
-      }
-    }
-  });
+export function dropStaleQueueDatabases(config: BenchConfig, log: (message: string) => void): Promise<void> {
+  return dropStaleBenchDatabases(config, QUEUE_DATABASE_PREFIX, log);
 }
 
 let seedSql: Promise<string> | undefined;

@@ -140,7 +140,8 @@ async function probe(url: string, timeoutMs: number): Promise<true | Error> {
   }
 }
 
-async function withAdmin<T>(serverUrl: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
+/** Run `run` on a new connection to `serverUrl`, closed afterwards (internal: not part of `./testing`). */
+export async function withAdmin<T>(serverUrl: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: serverUrl });
   client.on('error', () => {});
   await client.connect();
@@ -151,7 +152,8 @@ async function withAdmin<T>(serverUrl: string, run: (client: pg.Client) => Promi
   }
 }
 
-function withDatabase(serverUrl: string, database: string): string {
+/** `serverUrl` pointed at `database` (internal: not part of `./testing`). */
+export function withDatabase(serverUrl: string, database: string): string {
   const url = new URL(serverUrl);
   url.pathname = `/${database}`;
   return url.toString();

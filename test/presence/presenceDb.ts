@@ -1,14 +1,11 @@
 /**
- * Fixtures for the presence tiers' SQL tests: a throw-away database (`sm_p_<random>`) with Supabase's shape and
- * the shipped migrations, and helpers that call the RPCs the way PostgREST does (one transaction: `SET LOCAL
+ * Fixtures for the presence tiers' SQL tests: a throw-away database (the queue SQL tests' `createQueueDb`:
+ * Supabase's shape and the shipped migrations), and helpers that call the RPCs the way PostgREST does (one transaction: `SET LOCAL
  * ROLE`, `request.jwt.claims`, the call).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { applyMigrations } from '../../src/migrations/applyMigrations';
-import { installSupabaseShape } from '../../src/testing/supabaseShape';
-
-const SERVER_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+import { asRole as asRoleOnSession, createQueueDb } from '../queue-sql/queueDb';
 
 /** A migrated database and a pool on it (admin). */
 export interface PresenceDb {
@@ -18,58 +15,10 @@ export interface PresenceDb {
   drop(): Promise<void>;
 }
 
-async function admin(run: (client: pg.Client) => Promise<unknown>): Promise<void> {
-  const client = new pg.Client({ connectionString: SERVER_URL });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    await run(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
-
-/** Creates the database, installs Supabase's shape and applies every shipped migration. */
+/** Creates the database (the queue SQL tests' fixture: Supabase's shape and every shipped migration). */
 export async function createPresenceDb(): Promise<PresenceDb> {
-  const name = `sm_p_${randomBytes(6).toString('hex')}`;
-  await admin((c) => c.query(`create database ${name}`));
-  const url = new URL(SERVER_URL);
-  url.pathname = `/${name}`;
-  const pool = new pg.Pool({ connectionString: url.toString(), max: 8 });
-  pool.on('error', () => {});
-  const sessions: pg.Client[] = [];
-  let dropped: Promise<void> | undefined;
-  const db: PresenceDb = {
-    pool,
-    async session() {
-      const client = new pg.Client({ connectionString: url.toString() });
-      client.on('error', () => {});
-      await client.connect();
-      sessions.push(client);
-      return client;
-    },
-    drop() {
-      dropped ??= (async () => {
-        await Promise.all(sessions.map((s) => s.end().catch(() => {})));
-        await pool.end().catch(() => {});
-        await admin((c) => c.query(`drop database if exists ${name} with (force)`));
-      })();
-      return dropped;
-    },
-  };
-  try {
-    await installSupabaseShape(pool);
-    const client = await pool.connect();
-    try {
-      await applyMigrations(client);
-    } finally {
-      client.release();
-    }
-  } catch (error) {
-    await db.drop();
-    throw error;
-  }
-  return db;
+  const db = await createQueueDb({ poolSize: 8 });
+  return { pool: db.pool, session: () => db.client(), drop: () => db.drop() };
 }
 
 /** What every presence RPC returns. */
@@ -95,7 +44,7 @@ export interface PresenceRpcState {
   match: { id: string; partner_id: string; created_at: string; criteria: Record<string, unknown> } | null;
 }
 
-/** Runs `text` in one transaction as `role` with these claims (null: no claims at all). */
+/** Runs `text` in one transaction as `role` with these claims (null: no claims at all), on a session or a pool. */
 export async function asRole<T>(
   session: pg.ClientBase | pg.Pool,
   role: string,
@@ -103,23 +52,13 @@ export async function asRole<T>(
   text: string,
   params: unknown[] = [],
 ): Promise<T[]> {
-  const client = session instanceof pg.Pool ? await session.connect() : session;
+  if (!(session instanceof pg.Pool))
+    return (await asRoleOnSession(session, role, claims, text, params)) as T[];
+  const client = await session.connect();
   try {
-    await client.query('begin');
-    try {
-      await client.query(`set local role ${role}`);
-      await client.query(`select set_config('request.jwt.claims', $1, true)`, [
-        claims === null ? '' : JSON.stringify(claims),
-      ]);
-      const result = await client.query(text, params);
-      await client.query('commit');
-      return result.rows as T[];
-    } catch (error) {
-      await client.query('rollback').catch(() => {});
-      throw error;
-    }
+    return (await asRoleOnSession(client, role, claims, text, params)) as T[];
   } finally {
-    if (session instanceof pg.Pool) (client as pg.PoolClient).release();
+    client.release();
   }
 }
 

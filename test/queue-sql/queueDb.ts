@@ -6,6 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { applyMigrations } from '../../src/migrations/applyMigrations';
+import { withAdmin, withDatabase } from '../../src/testing/database';
 import { installSupabaseShape } from '../../src/testing/supabaseShape';
 
 export const SERVER_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -20,22 +21,7 @@ export interface QueueDb {
   drop(): Promise<void>;
 }
 
-export function withDatabase(serverUrl: string, database: string): string {
-  const url = new URL(serverUrl);
-  url.pathname = `/${database}`;
-  return url.toString();
-}
-
-async function admin<T>(serverUrl: string, run: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: serverUrl });
-  client.on('error', () => {});
-  await client.connect();
-  try {
-    return await run(client);
-  } finally {
-    await client.end().catch(() => {});
-  }
-}
+export { withDatabase };
 
 /** Creates `sm_q_<random>` with Supabase's shape; applies the shipped migrations unless `migrate: false`. */
 export async function createQueueDb(
@@ -43,7 +29,7 @@ export async function createQueueDb(
 ): Promise<QueueDb> {
   const serverUrl = options.serverUrl ?? SERVER_URL;
   const name = `sm_q_${randomBytes(6).toString('hex')}`;
-  await admin(serverUrl, (c) => c.query(`create database ${name}`));
+  await withAdmin(serverUrl, (c) => c.query(`create database ${name}`));
   const url = withDatabase(serverUrl, name);
   const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 4 });
   pool.on('error', () => {});
@@ -64,7 +50,7 @@ export async function createQueueDb(
       dropped ??= (async () => {
         await Promise.all(clients.map((c) => c.end().catch(() => {})));
         await pool.end().catch(() => {});
-        await admin(serverUrl, (c) => c.query(`drop database if exists ${name} with (force)`));
+        await withAdmin(serverUrl, (c) => c.query(`drop database if exists ${name} with (force)`));
       })();
       return dropped;
     },
