@@ -10,6 +10,7 @@
  */
 import { WebSocket } from 'ws';
 import { readMaxOpenFiles } from './openFiles';
+import { openAuthenticatedSocket } from './serviceHello';
 import { newBenchUserId, signBenchToken } from './serviceTokens';
 
 /** Sockets to open to one node from one source address. */
@@ -45,30 +46,10 @@ export interface IdleClientsRequest {
 
 const HEARTBEAT_EVERY_MS = 20_000;
 
-function openOne(url: string, localAddress: string, token: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, { localAddress, perMessageDeflate: false });
-    const fail = (error: Error) => {
-      socket.terminate();
-      reject(error);
-    };
-    const timer = setTimeout(() => fail(new Error('no welcome in 60 s')), 60_000);
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.once('open', () => socket.send(JSON.stringify({ v: 1, type: 'hello', id: 'h', token })));
-    socket.once('message', (data) => {
-      clearTimeout(timer);
-      const frame = JSON.parse(String(data)) as { type?: string; message?: string };
-      if (frame.type === 'welcome') {
-        socket.on('error', () => {});
-        resolve(socket);
-      } else {
-        fail(new Error(`hello answered ${frame.type}: ${frame.message ?? ''}`));
-      }
-    });
-  });
+async function openOne(url: string, localAddress: string, token: string): Promise<WebSocket> {
+  const socket = await openAuthenticatedSocket(url, token, { localAddress, timeoutMs: 60_000 });
+  socket.on('error', () => {});
+  return socket;
 }
 
 async function main(): Promise<void> {

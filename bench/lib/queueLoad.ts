@@ -99,6 +99,42 @@ export interface LoadResult {
   readonly firstError?: string;
 }
 
+/** Counts of one load run, shared by {@link runClosedLoop} and {@link runFixedRate}. */
+class LoadTally {
+  readonly started = performance.now();
+  ops = 0;
+  matched = 0;
+  errors = 0;
+  firstError: string | undefined;
+
+  /** Runs `op` once and counts how it went (an error is counted, not thrown). */
+  async run(op: () => Promise<boolean>): Promise<'matched' | 'done' | 'failed'> {
+    try {
+      const hit = await op();
+      this.ops += 1;
+      if (hit) this.matched += 1;
+      return hit ? 'matched' : 'done';
+    } catch (error) {
+      this.errors += 1;
+      this.firstError ??= error instanceof Error ? error.message : String(error);
+      return 'failed';
+    }
+  }
+
+  result(): LoadResult {
+    const seconds = (performance.now() - this.started) / 1_000;
+    const { ops, matched, errors, firstError } = this;
+    return {
+      ops,
+      opsPerSec: ops / seconds,
+      matched,
+      errors,
+      seconds,
+      ...(firstError === undefined ? {} : { firstError }),
+    };
+  }
+}
+
 /**
  * Every session runs `op` back to back until `seconds` have passed. With `latency`, the duration of each
  * operation is recorded there; with `onlyMatched`, only those that resolved true.
@@ -109,37 +145,20 @@ export async function runClosedLoop(
   op: LoadOperation,
   latency?: { readonly histogram: LatencyHistogram; readonly onlyMatched?: boolean },
 ): Promise<LoadResult> {
-  let ops = 0;
-  let matched = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  const started = performance.now();
-  const deadline = started + seconds * 1_000;
+  const tally = new LoadTally();
+  const deadline = tally.started + seconds * 1_000;
   await Promise.all(
     sessions.map(async (session, index) => {
       while (performance.now() < deadline) {
         const t0 = performance.now();
-        try {
-          const hit = await op(session, index);
-          ops += 1;
-          if (hit) matched += 1;
-          if (latency && (hit || !latency.onlyMatched)) latency.histogram.recordMs(performance.now() - t0);
-        } catch (error) {
-          errors += 1;
-          firstError ??= error instanceof Error ? error.message : String(error);
+        const outcome = await tally.run(() => op(session, index));
+        if (latency && (outcome === 'matched' || (outcome === 'done' && !latency.onlyMatched))) {
+          latency.histogram.recordMs(performance.now() - t0);
         }
       }
     }),
   );
-  const elapsed = (performance.now() - started) / 1_000;
-  return {
-    ops,
-    opsPerSec: ops / elapsed,
-    matched,
-    errors,
-    seconds: elapsed,
-    ...(firstError === undefined ? {} : { firstError }),
-  };
+  return tally.result();
 }
 
 /**
@@ -157,12 +176,9 @@ export async function runFixedRate(
   const total = Math.max(1, Math.round(rate * seconds));
   const interval = 1_000 / rate;
   let next = 0;
-  let ops = 0;
-  let matched = 0;
-  let errors = 0;
   let late = 0;
-  let firstError: string | undefined;
-  const started = performance.now();
+  const tally = new LoadTally();
+  const started = tally.started;
   await Promise.all(
     sessions.map(async (session, index) => {
       for (;;) {
@@ -180,26 +196,10 @@ export async function runFixedRate(
         } else if (wait < -interval) {
           late += 1;
         }
-        try {
-          const hit = await op(session, index);
-          ops += 1;
-          if (hit) matched += 1;
+        if ((await tally.run(() => op(session, index))) !== 'failed')
           histogram.recordMs(performance.now() - from);
-        } catch (error) {
-          errors += 1;
-          firstError ??= error instanceof Error ? error.message : String(error);
-        }
       }
     }),
   );
-  const elapsed = (performance.now() - started) / 1_000;
-  return {
-    ops,
-    opsPerSec: ops / elapsed,
-    matched,
-    errors,
-    seconds: elapsed,
-    late,
-    ...(firstError === undefined ? {} : { firstError }),
-  };
+  return { ...tally.result(), late };
 }

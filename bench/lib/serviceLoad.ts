@@ -13,6 +13,7 @@ import { WebSocket } from 'ws';
 import { Matchmaker } from '../../src/index';
 import { ServiceStrategy } from '../../src/strategies/service/ServiceStrategy';
 import { createHistogram, type LatencyHistogram } from './histogram';
+import { openAuthenticatedSocket } from './serviceHello';
 import { newBenchUserId, signBenchToken } from './serviceTokens';
 
 /** Where a client reports what happened to its search. */
@@ -124,30 +125,6 @@ class RawClient implements LoadClient {
   }
 }
 
-function openRaw(url: string, token: string): Promise<WebSocket> {
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(url, { perMessageDeflate: false });
-    const timer = setTimeout(() => {
-      socket.terminate();
-      reject(new Error('no welcome in 30 s'));
-    }, 30_000);
-    socket.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    socket.once('open', () => socket.send(JSON.stringify({ v: 1, type: 'hello', id: 'h', token })));
-    socket.once('message', (data) => {
-      clearTimeout(timer);
-      const frame = JSON.parse(String(data)) as { type?: string; message?: string };
-      if (frame.type === 'welcome') resolve(socket);
-      else {
-        socket.terminate();
-        reject(new Error(`hello answered ${frame.type}: ${frame.message ?? ''}`));
-      }
-    });
-  });
-}
-
 async function openMany<T>(
   count: number,
   concurrency: number,
@@ -174,7 +151,9 @@ export async function connectRawClients(urls: readonly string[], count: number):
   const clients: RawClient[] = [];
   try {
     const opened = await openMany(count, 100, async (i) => {
-      const socket = await openRaw(urls[i % urls.length]!, signBenchToken(newBenchUserId()));
+      const socket = await openAuthenticatedSocket(urls[i % urls.length]!, signBenchToken(newBenchUserId()), {
+        timeoutMs: 30_000,
+      });
       const client = new RawClient(socket, i, counter);
       clients.push(client);
       return client;

@@ -1,36 +1,11 @@
 import { afterAll } from 'vitest';
-import {
-  type CancelOutcome,
-  Matchmaker,
-  type MatchmakingStrategy,
-  QueueStrategy,
-  type SearchInfo,
-  type StrategyListener,
-} from '../../src/index';
+import { Matchmaker, QueueStrategy } from '../../src/index';
 import type { QueueNotifyMode } from '../../src/strategies/queue/QueueStrategy';
 import type { LocalSupabase } from '../../src/testing/index';
+import { OwningStrategy } from '../helpers/presenceClients';
 import { startQueueStack } from '../helpers/queueStack';
 import { createSupabaseClient } from '../helpers/supabaseClient';
 import { runConformanceSuite } from './suite';
-
-/** A strategy that also disconnects its own supabase-js client on close, so leak checks see only our handles. */
-class OwningStrategy implements MatchmakingStrategy {
-  readonly kind = 'queue' as const;
-  constructor(
-    private readonly inner: QueueStrategy,
-    private readonly disconnect: () => Promise<void>,
-  ) {}
-  search(search: SearchInfo, listener: StrategyListener) {
-    return this.inner.search(search, listener);
-  }
-  cancel(searchId: string): Promise<CancelOutcome> {
-    return this.inner.cancel(searchId);
-  }
-  async close() {
-    await this.inner.close();
-    await this.disconnect();
-  }
-}
 
 let stack: LocalSupabase | undefined;
 afterAll(async () => {
