@@ -65,6 +65,11 @@ interface ActiveSearch {
   pollDelayMs: number;
   mode: QueueNotifyMode;
   done: boolean;
+  /**
+   * True while our cancel RPC is in flight. Its answer says how the search ended; a notification of the same
+   * ending can arrive first (another connection), and must not be reported as an ending of its own.
+   */
+  cancelling: boolean;
 }
 
 const NOTIFY_MODES: readonly QueueNotifyMode[] = ['broadcast', 'postgres_changes', 'poll'];
@@ -152,6 +157,7 @@ export class QueueStrategy implements MatchmakingStrategy {
       pollDelayMs: this.#poll.minIntervalMs,
       mode: this.#notify,
       done: false,
+      cancelling: false,
     };
     this.#active = active;
     if (state.status !== 'waiting') {
@@ -167,7 +173,17 @@ export class QueueStrategy implements MatchmakingStrategy {
   async cancel(searchId: string): Promise<CancelOutcome> {
     const active = this.#active;
     if (!active || active.searchId !== searchId || active.done) return { status: 'not_searching' };
-    const state = await this.#call(QUEUE_RPC.cancel, { ticket_id: active.ticketId });
+    active.cancelling = true;
+    let state: QueueState;
+    try {
+      state = await this.#call(QUEUE_RPC.cancel, { ticket_id: active.ticketId });
+    } catch (error) {
+      // An ending notified meanwhile was held back for this answer: ask the server again.
+      active.cancelling = false;
+      void this.#reconcile(active);
+      throw error;
+    }
+    active.cancelling = false;
     if (state.status === 'cancelled' && state.result === 'cancelled') {
       await this.#finish(active);
       return { status: 'cancelled' };
@@ -200,11 +216,13 @@ export class QueueStrategy implements MatchmakingStrategy {
     return decodeState(response.data);
   }
 
-  /** Applies an RPC answer about the active ticket. */
+  /** Applies an RPC answer or a notification about the active ticket. */
   #apply(active: ActiveSearch, state: QueueState): void {
     if (active.done || this.#active !== active) return;
     if (state.ticketId !== undefined && state.ticketId !== active.ticketId) return;
     if (state.status === 'waiting') return;
+    // A match is reported at once; any other ending waits for the in-flight cancel's answer, which reports it.
+    if (active.cancelling && state.status !== 'matched') return;
     if (state.status === 'matched' && state.match) {
       void this.#finish(active);
       active.listener.matched(active.searchId, {
