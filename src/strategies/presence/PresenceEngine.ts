@@ -859,6 +859,13 @@ export class PresenceEngine {
       this.#scheduleRotation(active);
       return;
     }
+    const untrackWait = active.room?.untrackWaitMs() ?? 0;
+    if (untrackWait > 0) {
+      // This channel's presence window is used up: a move now would have to wait for it before it may untrack
+      // (see #moveTo). Keep searching here until the untrack fits.
+      this.#scheduleRotation(active, untrackWait);
+      return;
+    }
     let state: PresenceState;
     try {
       state = await this.#call(PRESENCE_RPC.move, {
@@ -885,13 +892,17 @@ export class PresenceEngine {
     await this.#moveTo(active, target);
   }
 
-  /** Leave the current shard completely (untrack acknowledged, channel left), then enter `target`. */
+  /**
+   * Leave the current shard completely (untrack acknowledged, channel left), then enter `target`. When the
+   * shard's presence window is used up, the leave waits for it rather than skip the untrack: a presence left to
+   * the server's handling of `phx_leave` could overlap our track in `target`.
+   */
   async #moveTo(active: ActiveSearch, target: number): Promise<void> {
     if (active.moving || active.done) return;
     active.moving = true;
     this.#moves += 1;
     try {
-      await active.room?.leave();
+      await active.room?.leave({ waitForWindow: true });
       if (active.done || active.cancelling) return;
       active.shard = target;
       active.pairKey = '';
