@@ -47,7 +47,7 @@ interface HeldClaim {
 }
 
 /** The searcher under test: a sharded strategy in shard 0 over a wire-recorded client whose claims are held. */
-async function recordedSearcher(prefix: string) {
+async function recordedSearcher(prefix: string, joinTimeoutMs?: number) {
   const user = await stack.createUser();
   const { supabase: client, wire } = wireClient(stack, { accessToken: async () => user.accessToken });
   const held: HeldClaim[] = [];
@@ -86,6 +86,7 @@ async function recordedSearcher(prefix: string) {
     // No timed rotation in this test: the moves come from "another tab" (see moveElsewhere).
     rotateAfterMs: 600_000,
     settleMs: 0,
+    ...(joinTimeoutMs === undefined ? {} : { joinTimeoutMs }),
     environment: { random: () => 0 },
   });
   const matchmaker = new Matchmaker(
@@ -339,4 +340,51 @@ describe('ShardedPresenceStrategy: shard moves', () => {
     await matchedExactlyOnce(s, partner);
     expect(observer.violations).toEqual([]);
   });
+
+  it('a step-aside with the presence window used up keeps the presence instead of untracking up to 30 s late', async () => {
+    const prefix = `aside-window-${seq++}`;
+    const topic0 = `realtime:${prefix}:0`;
+    // A long join timeout bounds nothing here: a step-aside waits for its untrack as long as the untrack waits.
+    const s = await recordedSearcher(prefix, 120_000);
+    await s.matchmaker.start();
+    await answeredPushes(s.wire, topic0, 1);
+    for (let cycle = 1; cycle <= 2; cycle += 1) {
+      const claim = await mateLeaves(s, topic0);
+      await answeredPushes(s.wire, topic0, 1 + 2 * cycle);
+      claim.release();
+      await claim.answered;
+    }
+    // The window is used up. A third pair-mate leaves: an untrack now would be the 6th call in 30 s.
+    const third = await mateLeaves(s, topic0);
+    third.release();
+    await third.answered;
+    // Then a fourth searcher arrives. Ours must be present, and pairing, not stepped aside behind an untrack
+    // queued for the window: either it claims the newcomer, or its late untrack goes out first.
+    const ourRank = presencePushes(s.wire, topic0)
+      .filter((p) => p.event === 'track')
+      .at(-1)?.rank as number;
+    const fourthId = randomUUID();
+    s.holdFor.add(fourthId);
+    await forgedMember(`${prefix}:0`, ourRank + 1000, fourthId);
+    const seen = await waitFor(
+      () =>
+        presencePushes(s.wire, topic0).length > 5
+          ? 'untrack'
+          : s.held.some((claim) => claim.partner === fourthId)
+            ? 'claim'
+            : undefined,
+      'a claim of the newcomer or a sixth presence call',
+      { timeoutMs: 60_000 },
+    );
+    expect(seen).toBe('claim');
+    expect(presencePushes(s.wire, topic0).map((p) => p.event)).toEqual([
+      'track',
+      'untrack',
+      'track',
+      'untrack',
+      'track',
+    ]);
+    s.held.at(-1)?.release();
+    expect(s.events.filter((e) => e.type === 'error' || e.type === 'cancelled')).toEqual([]);
+  }, 120_000);
 });
