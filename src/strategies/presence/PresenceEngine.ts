@@ -440,7 +440,8 @@ export class PresenceEngine {
   /**
    * Our pair-mate left. Untrack at once, before asking why: the two leaves then reach everyone almost together
    * and cancel out, so the pairs behind us do not shift (no client needs to remember anything). Then ask the
-   * database: matched, we are done; still searching, we track again, after everyone present.
+   * database: matched, we are done; still searching, we track again, after everyone present. (When the
+   * channel's presence window is used up, we stay tracked and only ask.)
    */
   async #stepAside(active: ActiveSearch, room: PresenceRoom): Promise<void> {
     if (active.steppingAside) return;
@@ -451,10 +452,15 @@ export class PresenceEngine {
       mate: active.pairPartner,
       channel: room.name,
     });
-    // The untrack goes out at once; the database is asked meanwhile. Neither may hold us forever.
-    const untracked = room.untrack().catch((error: unknown) => {
-      this.#o.env.logger.debug('presence untrack failed', { user: active.userId, error });
-    });
+    // The untrack goes out at once; the database is asked meanwhile. Neither may hold us forever. With the
+    // channel's presence window used up, the untrack could only go out when it reopens (up to 30 s later): too
+    // late to cancel out our mate's leave, and it would then hide a searcher that is still searching. Stay.
+    const untracked =
+      room.untrackWaitMs() > 0
+        ? Promise.resolve()
+        : room.untrack().catch((error: unknown) => {
+            this.#o.env.logger.debug('presence untrack failed', { user: active.userId, error });
+          });
     try {
       await this.#bounded(Promise.all([untracked, this.#reconcile(active)]), this.#o.joinTimeoutMs);
     } finally {
@@ -859,6 +865,13 @@ export class PresenceEngine {
       this.#scheduleRotation(active);
       return;
     }
+    const untrackWait = active.room?.untrackWaitMs() ?? 0;
+    if (untrackWait > 0) {
+      // This channel's presence window is used up: a move now would have to wait for it before it may untrack
+      // (see #moveTo). Keep searching here until the untrack fits.
+      this.#scheduleRotation(active, untrackWait);
+      return;
+    }
     let state: PresenceState;
     try {
       state = await this.#call(PRESENCE_RPC.move, {
@@ -885,13 +898,17 @@ export class PresenceEngine {
     await this.#moveTo(active, target);
   }
 
-  /** Leave the current shard completely (untrack acknowledged, channel left), then enter `target`. */
+  /**
+   * Leave the current shard completely (untrack acknowledged, channel left), then enter `target`. When the
+   * shard's presence window is used up, the leave waits for it rather than skip the untrack: a presence left to
+   * the server's handling of `phx_leave` could overlap our track in `target`.
+   */
   async #moveTo(active: ActiveSearch, target: number): Promise<void> {
     if (active.moving || active.done) return;
     active.moving = true;
     this.#moves += 1;
     try {
-      await active.room?.leave();
+      await active.room?.leave({ waitForWindow: true });
       if (active.done || active.cancelling) return;
       active.shard = target;
       active.pairKey = '';

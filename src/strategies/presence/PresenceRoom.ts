@@ -50,11 +50,17 @@ export class PresenceRoom {
   #joins = 0;
   #tracked = false;
   #leaving: Promise<void> | undefined;
+  /** leave() was called: queued tracks give up, and the leave does the untrack. */
+  #leaveRequested = false;
+  /** The leave waits for the presence window to untrack (a shard move) instead of skipping the untrack. */
+  #leaveWaits = false;
+  /** Track/untrack pushes sent and not yet answered. */
+  readonly #inFlight = new Set<Promise<string>>();
   #stopMessage: string | undefined;
   #stopError: MatchmakingError | undefined;
   #waiters: { resolve: () => void; reject: (error: MatchmakingError) => void }[] = [];
   readonly #closeWatchers = new Set<() => void>();
-  #sleep: { timer: TimerHandle; resolve: () => void } | undefined;
+  readonly #sleeps = new Set<{ timer: TimerHandle; resolve: () => void }>();
 
   constructor(
     supabase: SupabaseLike,
@@ -144,11 +150,11 @@ export class PresenceRoom {
   /** Track `payload` as our presence in this join (waits for the per-channel window if it must). */
   async track(payload: Record<string, unknown>): Promise<void> {
     const channel = this.#channel;
-    if (!channel || this.#status === 'closed') throw this.#closedError();
-    await this.#respectLimit();
-    if (this.closed) throw this.#closedError();
+    if (!channel || this.#status === 'closed' || this.#leaveRequested) throw this.#closedError();
+    await this.#respectLimit('track');
+    if (this.closed || this.#leaveRequested) throw this.#closedError();
     this.#limiter.record(this.#env.clock.now());
-    const result = await this.#raceClose(channel.track(payload));
+    const result = await this.#push(channel.track(payload));
 
     if (result !== 'ok') {
       if (this.closed) throw this.#closedError();
@@ -164,12 +170,13 @@ export class PresenceRoom {
   /** Remove our presence but stay in the channel (we keep seeing the others). */
   async untrack(): Promise<void> {
     const channel = this.#channel;
-    if (!channel || !this.tracked) return;
-    await this.#respectLimit();
-    if (!this.tracked) return;
+    if (!channel || !this.tracked || this.#leaveRequested) return;
+    await this.#respectLimit('untrack');
+    // A leave started meanwhile does the untrack itself (see leave()).
+    if (!this.tracked || this.#leaveRequested) return;
     this.#tracked = false;
     this.#limiter.record(this.#env.clock.now());
-    const result = await this.#raceClose(channel.untrack());
+    const result = await this.#push(channel.untrack());
 
     if (result !== 'ok' && !this.closed) {
       throw new MatchmakingError(
@@ -187,42 +194,66 @@ export class PresenceRoom {
   }
 
   /**
-   * Untrack (when our presence is on the server) and leave the channel. Idempotent.
+   * Untrack (when our presence is on the server) and leave the channel. Idempotent; a call without
+   * `waitForWindow` ends the wait of an earlier call with it.
    *
    * @remarks
-   * Resolves once the server has answered the untrack, so a later join elsewhere does not overlap this presence.
-   * The channel leave itself completes on the client (supabase-js closes the channel locally); the server drops
-   * the channel when it handles the `phx_leave`. When the untrack is skipped because the channel's 5-per-30-s
-   * presence window is used up, the presence stays on the server until then and may briefly overlap the next
-   * channel's.
+   * Only the untrack's reply tells us our presence is gone: the server answers a `phx_leave` first and removes
+   * the channel's presence afterwards, when the channel process has ended (Phoenix's tracker sees it exit), so
+   * a track in another channel right after a leave can briefly overlap it. So, when our presence is on the
+   * server, the leave untracks first and waits for the reply (and for any track or untrack already on its way).
+   *
+   * When the channel's 5-per-30-s presence window is used up, a sixth call would make the server close the
+   * channel. With `waitForWindow` (a shard move: the next channel must not see us twice) the leave waits for
+   * the window and untracks then; we stay present here meanwhile. Without it (the search ended) the untrack is
+   * skipped, and the presence stays until the server has handled the `phx_leave`.
    */
-  leave(): Promise<void> {
-    this.#leaving ??= this.#leave();
+  leave(options: { readonly waitForWindow?: boolean } = {}): Promise<void> {
+    const wait = options.waitForWindow === true;
+    if (!this.#leaving) {
+      // Tracks and untracks waiting for the window give up now (before #leave's first await).
+      this.#leaveRequested = true;
+      this.#leaveWaits = wait;
+      this.#wakeSleepers();
+      this.#leaving = this.#leave();
+    } else if (!wait && this.#leaveWaits) {
+      // The search ended while a move waited for the window: leave now.
+      this.#leaveWaits = false;
+      this.#wakeSleepers();
+    }
     return this.#leaving;
+  }
+
+  /** How long an untrack must wait for the presence window now (0: not tracked, or it may go at once). */
+  untrackWaitMs(): number {
+    return this.tracked ? this.#limiter.waitMs(this.#env.clock.now()) : 0;
   }
 
   async #leave(): Promise<void> {
     const channel = this.#channel;
-    const wasJoined = this.#status === 'joined';
-    const wasTracked = this.tracked;
-    this.#markClosed(this.#closedError());
-    if (!channel) return;
-    if (wasJoined && wasTracked) {
-      const wait = this.#limiter.waitMs(this.#env.clock.now());
-      // Never exceed the per-channel limit for an untrack: leaving removes the presence just the same.
-      if (wait === 0) {
-        this.#limiter.record(this.#env.clock.now());
-        await channel.untrack().catch(() => undefined);
-      }
+    if (!channel) {
+      this.#markClosed(this.#closedError());
+      return;
     }
+    // A track on its way may still put our presence on the server; an untrack on its way must be answered.
+    await Promise.all([...this.#inFlight]);
+    await this.#respectLimit('untrack', true);
+    if (this.tracked && this.#limiter.waitMs(this.#env.clock.now()) === 0) {
+      this.#tracked = false;
+      this.#limiter.record(this.#env.clock.now());
+      await this.#push(channel.untrack());
+    }
+    this.#markClosed(this.#closedError());
     await Promise.resolve(this.#supabase.removeChannel(channel)).catch(() => undefined);
   }
 
   #onStatus(status: string, error: Error | undefined): void {
-    // Closed already (our own leave, or a server stop). supabase-js reports the CLOSED of our own leave
-    // synchronously inside removeChannel, before `leave()` has even stored its promise in #leaving: without
-    // this check that CLOSED read as a server stop and ended the search (a shard move of an untracked room).
-    if (this.#leaving || this.#status === 'closed') return;
+    // Closed already (our own leave, or a server stop). supabase-js may report the CLOSED of our own leave
+    // synchronously inside removeChannel: #leave marks the room closed before it calls removeChannel, so that
+    // CLOSED is not read as a server stop (it used to end the search on a shard move of an untracked room).
+    if (this.#status === 'closed') return;
+    // Whatever changed, a wait for the presence window looks again (a rejoin resets it; a drop ends it).
+    this.#wakeSleepers();
     if (status === 'SUBSCRIBED') {
       this.#joins += 1;
       this.#status = 'joined';
@@ -231,8 +262,14 @@ export class PresenceRoom {
       this.#limiter.reset();
       const waiters = this.#waiters;
       this.#waiters = [];
-      this.#handlers.subscribed(this, this.#joins === 1);
+      // Leaving (waiting for the window to untrack): nothing to re-track; the leave goes on.
+      if (!this.#leaveRequested) this.#handlers.subscribed(this, this.#joins === 1);
       for (const waiter of waiters) waiter.resolve();
+      return;
+    }
+    if (status === 'CLOSED' && this.#leaveRequested) {
+      // The server ended the channel while we were leaving it: our presence went with it.
+      this.#markClosed(this.#closedError());
       return;
     }
     if (status === 'CLOSED') {
@@ -254,6 +291,7 @@ export class PresenceRoom {
     // CHANNEL_ERROR / TIMED_OUT: the server no longer holds our presence; supabase-js rejoins.
     this.#status = 'interrupted';
     this.#tracked = false;
+    if (this.#leaveRequested) return;
     const reason = error?.message ?? '';
     if (this.#joins === 0 && isQuotaMessage(reason) && this.#waiters.length > 0) {
       // A refused first join (too many joins/channels/users): fail the search now instead of retrying forever.
@@ -283,11 +321,23 @@ export class PresenceRoom {
     this.#rejectWaiters(error);
     for (const watcher of [...this.#closeWatchers]) watcher();
     this.#closeWatchers.clear();
-    if (this.#sleep) {
-      this.#env.timers.clearTimeout(this.#sleep.timer);
-      this.#sleep.resolve();
-      this.#sleep = undefined;
+    this.#wakeSleepers();
+  }
+
+  #wakeSleepers(): void {
+    for (const sleep of [...this.#sleeps]) {
+      this.#env.timers.clearTimeout(sleep.timer);
+      sleep.resolve();
     }
+    this.#sleeps.clear();
+  }
+
+  /** {@link #raceClose} for a track/untrack push, remembered until it is answered (see #leave). */
+  #push(promise: Promise<string>): Promise<string> {
+    const raced = this.#raceClose(promise);
+    this.#inFlight.add(raced);
+    void raced.then(() => this.#inFlight.delete(raced));
+    return raced;
   }
 
   #rejectWaiters(error: MatchmakingError): void {
@@ -317,20 +367,36 @@ export class PresenceRoom {
     });
   }
 
-  async #respectLimit(): Promise<void> {
-    const wait = this.#limiter.waitMs(this.#env.clock.now());
-    if (wait <= 0) return;
-    this.#handlers.warn({
-      code: QuotaWarningCode.ClientPresence,
-      message: `A presence track on ${this.name} waits ${wait} ms: Supabase closes a channel on the 6th track/untrack within 30 s.`,
-      details: { waitMs: wait, channel: this.name },
-    });
-    await new Promise<void>((resolve) => {
-      const timer = this.#env.timers.setTimeout(() => {
-        this.#sleep = undefined;
-        resolve();
-      }, wait);
-      this.#sleep = { timer, resolve };
-    });
+  /**
+   * Waits until the channel's presence window allows one more call. Returns early when the room closes, when
+   * a leave starts (for a track or a step-aside untrack: the leave decides), or when our presence is gone.
+   */
+  async #respectLimit(kind: 'track' | 'untrack', forLeave = false): Promise<void> {
+    let warned = false;
+    for (;;) {
+      if (this.closed) return;
+      if (kind === 'untrack' && !this.tracked) return;
+      if (this.#leaveRequested && !(forLeave && this.#leaveWaits)) return;
+      const wait = this.#limiter.waitMs(this.#env.clock.now());
+      if (wait <= 0) return;
+      if (!warned) {
+        warned = true;
+        this.#handlers.warn({
+          code: QuotaWarningCode.ClientPresence,
+          message: `A presence ${kind} on ${this.name} waits ${wait} ms: Supabase closes a channel on the 6th track/untrack within 30 s.`,
+          details: { waitMs: wait, channel: this.name },
+        });
+      }
+      await new Promise<void>((resolve) => {
+        const sleep = {
+          timer: this.#env.timers.setTimeout(() => {
+            this.#sleeps.delete(sleep);
+            resolve();
+          }, wait),
+          resolve,
+        };
+        this.#sleeps.add(sleep);
+      });
+    }
   }
 }

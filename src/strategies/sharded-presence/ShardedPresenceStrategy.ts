@@ -42,9 +42,10 @@ export interface ShardedPresenceStrategyOptions extends PresenceCommonOptions {
  * `rotateAfterMs` moves on.
  *
  * @remarks
- * A searcher is never present in two shards: it untracks and leaves (both acknowledged by the server) before
- * joining the next. Each visit is a new channel join with one track and one untrack, well inside Supabase's 5
- * track/untrack per channel per 30 s. Presence traffic per match drops from about `4N + 4` to `4N/S + 4`
+ * A searcher is never present in two shards: it untracks (and waits for the server's answer) and leaves before
+ * joining the next. Each visit is a new channel join with one track and one untrack, plus one of each per
+ * step-aside; when a channel's 5 track/untrack per 30 s are used up, the move waits for the window rather than
+ * leave its presence to the server's handling of the channel leave. Presence traffic per match drops from about `4N + 4` to `4N/S + 4`
  * events (see docs/presence-capacity.md); the quota guard scales what it sees in one shard by S.
  *
  * @example
