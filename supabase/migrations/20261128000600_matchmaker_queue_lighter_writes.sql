@@ -31,10 +31,12 @@
 --
 -- MEASURED (A B in one lock hold, 2-core VM, pgbench driving PostgREST-shaped transactions on a fresh
 --   20261128000500 database and a fresh one with this migration; bench/README.md "Queue tier")
---   Joins over 1,000 pools, 8 connections: median 3,605 -> 3,730 tps (+3.5%; C_tpcb of the hold ~5,200).
+--   Joins over 1,000 pools, 8 connections: median 3,605 -> 3,730 tps (+3.5%; C_tpcb of the hold ~5,200);
+--     not confirmed by the full benchmark's round-robin rows (-12% to +7%): no established join gain.
 --   Pool registry per waiting join: 18-20 us -> ~10 us of server time.
 --   matchmaker_heartbeat ("alive"): 141-149 us -> 47-49 us of server time per call.
---   Batch: WAL per pair 3,550 -> 3,420 bytes; backend CPU per pair unchanged within the noise.
+--   Batch: WAL per pair 3,550 -> 3,420 bytes; backend CPU per pair not lower (0 to +2%): on PostgreSQL 15
+--     a BRIN insert costs about what the btree's rightmost-page insert did; the BRIN saves WAL and space.
 --
 -- WHAT WAS CONSIDERED AND NOT DONE: one history row per match (matched tickets recorded by the match
 --   row alone). It would save one heap row and its index entries per ticket, but ticket_history's
