@@ -9,6 +9,9 @@
  * @packageDocumentation
  */
 import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join as joinPath } from 'node:path';
 import { createClient, type SupabaseClient } from '@supabase/supabase-js';
 import type pg from 'pg';
 import WebSocket from 'ws';
@@ -16,8 +19,10 @@ import { Matchmaker } from '../src/core/Matchmaker';
 import { applyMigrations } from '../src/migrations/applyMigrations';
 import { QueueStrategy } from '../src/strategies/queue/QueueStrategy';
 import { diffCounters, startLocalSupabase } from '../src/testing/index';
-import type { BenchEnv } from './lib/config';
+import { pgConnectionArgs, runCommand } from './lib/calibration';
+import type { BenchConfig, BenchEnv } from './lib/config';
 import type { LatencyHistogram } from './lib/histogram';
+import { parsePgbenchOutput } from './lib/parsers';
 import {
   createQueueDatabase,
   dropStaleQueueDatabases,
@@ -209,13 +214,80 @@ async function roundRobin(
 // -----------------------------------------------------------------------------------------------------------------
 // 1. Joins/s (per-join path), DB decision latency, state polls
 
+/**
+ * The PostgREST-shaped join transaction driven by pgbench (the client `C_tpcb` is measured with): `begin`,
+ * `set_config('role', 'authenticated')` + `set_config('request.jwt.claims', …)` for a new random user, `select
+ * public.matchmaker_join({"room": "r<random pool>"})`, `commit`; `connections` clients, 2 threads, synchronous
+ * commit on. So its ratio to `C_tpcb` compares the server work of a join with a TPC-B transaction's, without the
+ * node harness's client cost. The joins that matched are counted in the database (one per match made).
+ */
+async function runPgbenchJoins(
+  config: BenchConfig,
+  db: QueueDatabase,
+  pools: number,
+  seconds: number,
+  connections: number,
+): Promise<LoadResult> {
+  const dir = await mkdtemp(joinPath(tmpdir(), 'bench-queue-pgbench-'));
+  try {
+    const script = joinPath(dir, 'join.sql');
+    await writeFile(
+      script,
+      [
+        `\\set room random(0, ${pools - 1})`,
+        'begin;',
+        "select set_config('role', 'authenticated', true), set_config('request.jwt.claims', json_build_object('sub', gen_random_uuid(), 'role', 'authenticated')::text, true);",
+        "select public.matchmaker_join(jsonb_build_object('room', 'r' || :room));",
+        'commit;',
+        '',
+      ].join('\n'),
+    );
+    const count = async () =>
+      Number(
+        (await db.admin.query<{ n: string }>('select count(*) as n from matchmaker.matches')).rows[0]?.n ?? 0,
+      );
+    const before = await count();
+    const whole = Math.max(1, Math.round(seconds));
+    const { stdout, stderr } = await runCommand(
+      'pgbench',
+      [
+        ...pgConnectionArgs(config),
+        '-n',
+        '-c',
+        String(connections),
+        '-j',
+        '2',
+        '-T',
+        String(whole),
+        '-f',
+        script,
+        db.name,
+      ],
+      { env: { PGOPTIONS: '-c synchronous_commit=on' }, timeoutMs: (whole + 120) * 1_000 },
+    );
+    const report = parsePgbenchOutput(`${stdout}\n${stderr}`);
+    // Each match is made by one join (the other side was waiting): joins that matched = matches made.
+    const matched = (await count()) - before;
+    return {
+      ops: report.transactions,
+      opsPerSec: report.tps,
+      matched,
+      errors: report.failed,
+      seconds: whole,
+      ...(report.failed > 0 ? { firstError: `${report.failed} pgbench transactions failed` } : {}),
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 async function measureJoins(
   ctx: BenchContext,
   sizes: QueueBenchSizes,
-  dbs: { previous: QueueDatabase; current: QueueDatabase; seed: QueueDatabase },
+  dbs: { previous: QueueDatabase; lean: QueueDatabase; current: QueueDatabase; seed: QueueDatabase },
 ): Promise<void> {
-  const { previous, current, seed } = dbs;
-  for (const db of [previous, current]) {
+  const { previous, lean, current, seed } = dbs;
+  for (const db of [previous, lean, current]) {
     await db.admin.query(`update matchmaker.settings set criteria_keys = '[{"key":"room"}]'`);
   }
   await current.admin.query(
@@ -223,8 +295,9 @@ async function measureJoins(
        at timestamptz not null default clock_timestamp());
      grant insert on public.bench_rpc_floor to authenticated`,
   );
-  const [prevS, curS, seedS] = await Promise.all([
+  const [prevS, leanS, curS, seedS] = await Promise.all([
     sessions(previous, sizes.connections),
+    sessions(lean, sizes.connections),
     sessions(current, sizes.connections),
     sessions(seed, sizes.connections),
   ]);
@@ -255,6 +328,11 @@ async function measureJoins(
         run: () => runClosedLoop(prevS, seconds, joinOp(pools)),
       },
       {
+        key: 'lean',
+        label: 'queue tier before 000600 (session 2)',
+        run: () => runClosedLoop(leanS, seconds, joinOp(pools)),
+      },
+      {
         key: 'current',
         label: 'queue tier (shipped)',
         run: () => runClosedLoop(curS, seconds, joinOp(pools, polled)),
@@ -266,6 +344,19 @@ async function measureJoins(
       },
     ];
     if (pools !== 1) {
+      // The same join transaction driven by pgbench, the client C_tpcb is measured with (see runPgbenchJoins).
+      variants.push(
+        {
+          key: 'pgbench',
+          label: 'shipped, driven by pgbench (same client as C_tpcb)',
+          run: () => runPgbenchJoins(ctx.config, current, pools, seconds, sizes.connections),
+        },
+        {
+          key: 'pgbench-lean',
+          label: 'before 000600, driven by pgbench',
+          run: () => runPgbenchJoins(ctx.config, lean, pools, seconds, sizes.connections),
+        },
+      );
       // The harness's own ceiling: the same PostgREST-shaped transaction (node client, 3 round trips, synchronous
       // commit) around a one-row insert. pgbench, which measures C_tpcb, is a C client; this shows what any write
       // RPC driven from here can reach on this machine, next to the join.
@@ -303,7 +394,16 @@ async function measureJoins(
     }
     const cur = results.get('current')?.rate ?? Number.NaN;
     const prev = results.get('previous')?.rate ?? Number.NaN;
+    const leanRate = results.get('lean')?.rate ?? Number.NaN;
     ctx.report(`joins/s, ${where}: shipped / before 000400`, cur / prev, 'x', { note: 'same rounds' });
+    ctx.report(`joins/s, ${where}: shipped / before 000600`, cur / leanRate, 'x', { note: 'same rounds' });
+    const pgb = results.get('pgbench')?.rate;
+    const pgbLean = results.get('pgbench-lean')?.rate;
+    if (pgb !== undefined && pgbLean !== undefined) {
+      ctx.report(`joins/s, ${where}, pgbench-driven: shipped / before 000600`, pgb / pgbLean, 'x', {
+        note: 'same rounds',
+      });
+    }
   }
 
   // DB decision latency at a fixed rate, one pool (every second join claims).
@@ -378,9 +478,9 @@ async function measureJoins(
 async function measureBatch(
   ctx: BenchContext,
   sizes: QueueBenchSizes,
-  dbs: { previous: QueueDatabase; current: QueueDatabase; seed: QueueDatabase },
+  dbs: { previous: QueueDatabase; lean: QueueDatabase; current: QueueDatabase; seed: QueueDatabase },
 ): Promise<void> {
-  const { previous, current, seed } = dbs;
+  const { previous, lean, current, seed } = dbs;
   const rounds = ctx.config.rounds;
   ctx.log.info(`batch: ${fmt(sizes.batchBacklog)} waiting tickets, run_maintenance, A B A B`);
   const batch = async (db: QueueDatabase) => {
@@ -394,6 +494,19 @@ async function measureBatch(
   const bNote = `${fmt(sizes.batchBacklog)} waiting in 1 pool, CALL matchmaker.run_maintenance(); median of ${rounds}`;
   ctx.report('batch matches/s, shipped', b.b.median.rate, 'matches/s', { ratioTo: 'C_tpcb', note: bNote });
   ctx.report('batch matches/s, before 000400', b.a.median.rate, 'matches/s', {
+    ratioTo: 'C_tpcb',
+    note: bNote,
+  });
+  ctx.log.info(`batch: before 000600 vs shipped, A B A B`);
+  const bl = await ctx.interleave(
+    () => batch(lean),
+    () => batch(current),
+  );
+  ctx.report('batch matches/s, shipped (second A B)', bl.b.median.rate, 'matches/s', {
+    ratioTo: 'C_tpcb',
+    note: bNote,
+  });
+  ctx.report('batch matches/s, before 000600', bl.a.median.rate, 'matches/s', {
     ratioTo: 'C_tpcb',
     note: bNote,
   });
@@ -674,10 +787,15 @@ export const benchmark = defineBenchmark({
       ctx.defer(() => db.drop());
       return db;
     };
-    const [previous, current, seed] = await Promise.all([open('previous'), open('current'), open('seed')]);
-    await measureJoins(ctx, sizes, { previous, current, seed });
-    await measureBatch(ctx, sizes, { previous, current, seed });
-    await Promise.all([previous.drop(), seed.drop(), current.drop()]);
+    const [previous, lean, current, seed] = await Promise.all([
+      open('previous'),
+      open('lean'),
+      open('current'),
+      open('seed'),
+    ]);
+    await measureJoins(ctx, sizes, { previous, lean, current, seed });
+    await measureBatch(ctx, sizes, { previous, lean, current, seed });
+    await Promise.all([previous.drop(), lean.drop(), seed.drop(), current.drop()]);
     await measureClaims(ctx, sizes, open);
     await measureNotified(ctx, sizes);
   },

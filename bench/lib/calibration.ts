@@ -169,7 +169,7 @@ interface CommandOutput {
   readonly stderr: string;
 }
 
-function runCommand(
+export function runCommand(
   command: string,
   args: readonly string[],
   { env, timeoutMs }: { env?: NodeJS.ProcessEnv; timeoutMs: number },
@@ -248,7 +248,7 @@ function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-function pgConnectionArgs(config: BenchConfig): string[] {
+export function pgConnectionArgs(config: BenchConfig): string[] {
   return ['-h', config.pg.host, '-p', String(config.pg.port), '-U', config.pg.user];
 }
 
