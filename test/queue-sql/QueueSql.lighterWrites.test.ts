@@ -335,7 +335,9 @@ describe('migration', () => {
       const stateBefore = await answers();
       const poolsBefore = (await s.query('select pool from matchmaker.pools order by pool')).rows;
 
-      const upgrade = await applyMigrations(s);
+      // Up to this migration only: later ones are tested by their own files.
+      const upTo = { migrations: MIGRATIONS.filter((m) => m.version <= LIGHTER_VERSION) };
+      const upgrade = await applyMigrations(s, upTo);
       expect(upgrade.applied).toEqual([LIGHTER_VERSION]);
       expect(upgrade.version).toBe(LIGHTER_VERSION);
       expect(await answers()).toEqual(stateBefore);
@@ -356,7 +358,7 @@ describe('migration', () => {
           .rows[0]?.n,
       ).toBe(0);
 
-      const rerun = await applyMigrations(s);
+      const rerun = await applyMigrations(s, upTo);
       expect(rerun.applied).toEqual([]);
       expect(rerun.version).toBe(LIGHTER_VERSION);
     } finally {
