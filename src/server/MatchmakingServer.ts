@@ -843,7 +843,21 @@ export class MatchmakingServer {
         const fresh = `${this.#keys.bucketOf(chain)}.${randomUUID().replaceAll('-', '')}`;
         // The shared join limit counts a join once (a retry after a stale record takes no token).
         const limit = attempt === 0 ? this.#o.joinRateLimit : undefined;
-        const claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit);
+        let claim: Awaited<ReturnType<RedisQueue['claim']>>;
+        if (queue.oneScriptJoins) {
+          // Standalone Redis: claim, create, enqueue, pair and release in one script call.
+          this.#watchLocal(conn, frame.searchId, fresh, userId, 0, frame.criteria);
+          const joined = await queue.join(userId, fresh, frame.criteria, this.nodeId, limit);
+          if (joined.status === 'ok' && joined.created) {
+            outcome = { ticketId: fresh, result: joined.enqueued };
+            break;
+          }
+          // Rate limited, or the user already has a ticket (followed below, as after a claim).
+          this.#unwatchLocal(conn, fresh);
+          claim = joined;
+        } else {
+          claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit);
+        }
         if (claim.status === 'rate_limited') {
           throw new RequestError(
             ServiceErrorCode.RateLimited,

@@ -25,22 +25,11 @@
       created  1 when ARGV[1] was reserved, 0 when the user already had a ticket (returned instead)
 ]]
 --- @include "time"
+--- @include "joinLimit"
 
 local now = nowMs()
-local rate = tonumber(ARGV[6])
-if rate > 0 then
-  local burst = tonumber(ARGV[7])
-  local b = redis.call('HMGET', KEYS[2], 'tokens', 'at')
-  local tokens = burst
-  if b[1] then
-    tokens = math.min(burst, tonumber(b[1]) + math.max(0, now - tonumber(b[2])) * rate / 1000)
-  end
-  if tokens < 1 then
-    return -3
-  end
-  redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'at', string.format('%d', now))
-  -- Gone once it would be full again anyway.
-  redis.call('PEXPIRE', KEYS[2], math.ceil(burst / rate * 1000) + 1000)
+if not takeJoinToken(KEYS[2], now, tonumber(ARGV[6]), tonumber(ARGV[7])) then
+  return -3
 end
 
 local cur = redis.call('HMGET', KEYS[1], 'ticket', 'crit', 'c0')

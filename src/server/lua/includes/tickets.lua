@@ -13,10 +13,14 @@
                    them itself, so they are not published to it
     ctx.made       array; every match made is appended (its JSON)
     ctx.ended      array; every ticket ended is appended ({ticketId, userId, reason})
+    ctx.releaseUsers  true only in scripts that run on a standalone Redis (joinTicket): a ticket that stops
+                   waiting also releases its user's record (compare and delete), whose key the ticket names in
+                   field `urec` (so it is not a declared key: it lives in the user's slot, not the bucket's)
 
   Key layout inside a bucket (all share the bucket's hash slot):
     <base>t:<ticketId>   HASH  user, state (waiting|matched|ended), c0, pool, crit, level, chain,
-                               match (JSON, when matched), reason, by (searchId that cancelled), endedAt
+                               match (JSON, when matched), reason, by (searchId that cancelled), endedAt,
+                               urec (key of the user's record; only written on a standalone Redis)
     <base>tw:<ticketId>  SET   ids of the nodes that have a connection watching the ticket
     <base>q:<pool>       ZSET  waiting tickets of one pool, score = enqueue time (FIFO)
     <base>pools          SET   pools that may hold waiting tickets
@@ -80,11 +84,20 @@ local function retain(ctx, id)
   redis.call('PEXPIRE', watchersKey(ctx, id), ctx.retention)
 end
 
+-- Standalone Redis only (ctx.releaseUsers): forget the user's record if it still names this ticket, so the
+-- user's next join finds no stale record. `urec` is the record's key as the ticket names it (or false).
+local function releaseRecord(ctx, id, urec)
+  if ctx.releaseUsers and urec and redis.call('HGET', urec, 'ticket') == id then
+    redis.call('DEL', urec)
+  end
+end
+
 -- End a waiting ticket without a match and tell the nodes watching it.
 local function endTicket(ctx, id, reason, by)
   local tk = ticketKey(ctx, id)
-  local fields = redis.call('HMGET', tk, 'user', 'pool')
+  local fields = redis.call('HMGET', tk, 'user', 'pool', 'urec')
   leavePool(ctx, id, fields[2])
+  releaseRecord(ctx, id, fields[3])
   redis.call('HSET', tk, 'state', 'ended', 'reason', reason, 'by', by or '', 'endedAt', ctx.now)
   retain(ctx, id)
   local nodes = redis.call('SMEMBERS', watchersKey(ctx, id))
@@ -107,8 +120,8 @@ end
 -- every node watching either ticket. `a` is the older ticket; its user comes first in userIds.
 local function makeMatch(ctx, a, b, pool)
   local ka, kb = ticketKey(ctx, a), ticketKey(ctx, b)
-  local fa = redis.call('HMGET', ka, 'user', 'c0')
-  local fb = redis.call('HMGET', kb, 'user', 'c0', 'crit')
+  local fa = redis.call('HMGET', ka, 'user', 'c0', 'urec')
+  local fb = redis.call('HMGET', kb, 'user', 'c0', 'crit', 'urec')
   local id = matchUuid(a, b)
   local match = '{"matchId":' .. cjson.encode(id) ..
     ',"userIds":[' .. cjson.encode(fa[1]) .. ',' .. cjson.encode(fb[1]) .. ']' ..
@@ -121,6 +134,8 @@ local function makeMatch(ctx, a, b, pool)
     redis.call('HSET', ticketKey(ctx, tid), 'state', 'matched', 'match', match, 'endedAt', ctx.now)
     retain(ctx, tid)
   end
+  releaseRecord(ctx, a, fa[3])
+  releaseRecord(ctx, b, fb[4])
   if ctx.stream then
     redis.call('XADD', ctx.stream, '*', 'match', match)
   end
