@@ -1,6 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MatchmakingServer, RedisConnectionOptions } from '../../src/server/index';
+import { KeySpace } from '../../src/server/keys';
 import { waitFor } from '../helpers/waitFor';
 import {
   clusterSeedUrls,
@@ -191,5 +192,75 @@ describe.each(targets)('concurrent joins, auto-pipelined (%s)', (_name, target) 
     expect(
       await bystander.request({ type: 'join', searchId: 'b', criteria: { room: 'flood' } }),
     ).toMatchObject({ type: 'matched' });
+  });
+  it('a user record left behind (its ticket matched, the release lost) does not block the next join; a second tab follows the open ticket', async () => {
+    const {
+      redis,
+      keyPrefix,
+      nodes: [a],
+    } = await nodes(1);
+    const keys = new KeySpace(keyPrefix, 16);
+    const userId = newUserId();
+    const user = await client(a!, userId);
+    const partner = await client(a!, newUserId());
+    const first = await user.request({ type: 'join', searchId: 's1', criteria: { room: 'left' } });
+    expect(first).toMatchObject({ type: 'queued' });
+    expect(await partner.request({ type: 'join', searchId: 'p1', criteria: { room: 'left' } })).toMatchObject(
+      { type: 'matched' },
+    );
+    await user.next((f) => f.type === 'matched' && f.searchId === 's1', 'user matched');
+    await waitFor(
+      async () => (await keysMatching(redis, `${keyPrefix}*:user:${userId}`)).length === 0,
+      'user record released',
+      { intervalMs: 50 },
+    );
+
+    // What a node dying between the pairing and the release leaves: the record still names the matched ticket.
+    const writer =
+      'url' in redis
+        ? new Redis(redis.url)
+        : new Cluster(
+            (redis as { cluster: string[] }).cluster.map((seed) => ({
+              host: new URL(seed).hostname,
+              port: Number(new URL(seed).port),
+            })),
+          );
+    try {
+      await writer.hset(keys.user(userId), {
+        ticket: String(first.ticketId),
+        crit: '{"room":"left"}',
+        c0: String(Date.now()),
+      });
+      await writer.pexpire(keys.user(userId), 60_000);
+    } finally {
+      await writer.quit();
+    }
+
+    const second = await user.request({ type: 'join', searchId: 's2', criteria: { room: 'right' } });
+    expect(second).toMatchObject({ type: 'queued', searchId: 's2' });
+    expect(second.ticketId).not.toBe(first.ticketId);
+    // Another tab of the same user, other criteria (most likely another bucket): it follows the open ticket.
+    const tab = await client(a!, userId);
+    expect(
+      await tab.request({ type: 'join', searchId: 't2', criteria: { room: 'elsewhere' } }),
+    ).toMatchObject({ type: 'queued', ticketId: second.ticketId });
+
+    const other = await client(a!, newUserId());
+    const otherMatched = await other.request({ type: 'join', searchId: 'o', criteria: { room: 'right' } });
+    expect(otherMatched).toMatchObject({ type: 'matched' });
+    expect((otherMatched.match as { userIds: string[] }).userIds).toContain(userId);
+    for (const [raw, searchId] of [
+      [user, 's2'],
+      [tab, 't2'],
+    ] as const) {
+      const matched = await raw.next((f) => f.type === 'matched' && f.searchId === searchId, searchId);
+      expect(matched.match).toEqual(otherMatched.match);
+    }
+    await waitFor(
+      async () => (await keysMatching(redis, `${keyPrefix}*:user:${userId}`)).length === 0,
+      'user record released after the second match',
+      { intervalMs: 50 },
+    );
+    expect(user.frames.filter((f) => f.type === 'error')).toEqual([]);
   });
 });
