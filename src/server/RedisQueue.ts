@@ -341,6 +341,10 @@ export class RedisQueue {
       unknown,
     ];
     const effects = parseEffects(made, ended);
+    // A ticket matched by this very call: its match is one of `made` (same JSON), parsed once.
+    const index = state === 'matched' && Array.isArray(made) ? made.indexOf(detail) : -1;
+    const ticketState: TicketState =
+      index >= 0 ? { state: 'matched', match: effects.made[index]! } : parseState(state, detail, by);
     let criteria: SearchCriteria = ticket.criteria;
     if (chain) {
       try {
@@ -354,7 +358,7 @@ export class RedisQueue {
       status: 'ok',
       c0: c0 === null ? ticket.c0 : Number(c0),
       criteria,
-      ticket: parseState(state, detail, by),
+      ticket: ticketState,
       effects,
     };
   }

@@ -27,6 +27,8 @@ local function enqueue(ctx, e)
   local tk = e.tk
   local ttl = e.ttl
 
+  -- What this call learns about a ticket it creates (saves reading it back): its state, pool and key ttl.
+  local state, pool, keyTtl
   if redis.call('EXISTS', tk) == 0 then
     if not e.create then
       return -1
@@ -34,18 +36,28 @@ local function enqueue(ctx, e)
     local c0 = tonumber(e.c0)
     local chain = cjson.decode(e.chain)
     local first = chain[1]
-    redis.call('HSET', tk, 'user', e.user, 'c0', e.c0, 'pool', first[1], 'crit', first[2], 'level', 0,
-      'chain', e.chain)
+    local fields = { 'user', e.user, 'c0', e.c0, 'pool', first[1], 'crit', first[2], 'level', 0, 'chain', e.chain }
     if e.urec ~= '' then
-      redis.call('HSET', tk, 'urec', e.urec)
+      table.insert(fields, 'urec')
+      table.insert(fields, e.urec)
     end
+    pool = first[1]
     if c0 + ttl <= ctx.now then
       -- Claimed long ago and never enqueued: it is already past its lifetime.
-      redis.call('HSET', tk, 'state', 'ended', 'reason', 'expired', 'by', '', 'endedAt', ctx.now)
-      redis.call('PEXPIRE', tk, ctx.retention)
+      state = 'ended'
+      keyTtl = ctx.retention
+      for _, v in ipairs({ 'state', 'ended', 'reason', 'expired', 'by', '', 'endedAt', ctx.now }) do
+        table.insert(fields, v)
+      end
+      redis.call('HSET', tk, unpack(fields))
+      redis.call('PEXPIRE', tk, keyTtl)
     else
-      redis.call('HSET', tk, 'state', 'waiting')
-      redis.call('PEXPIRE', tk, c0 + ttl + ctx.retention - ctx.now)
+      state = 'waiting'
+      keyTtl = c0 + ttl + ctx.retention - ctx.now
+      table.insert(fields, 'state')
+      table.insert(fields, 'waiting')
+      redis.call('HSET', tk, unpack(fields))
+      redis.call('PEXPIRE', tk, keyTtl)
       redis.call('ZADD', ctx.exp, c0 + ttl, id)
       if ctx.widenMs > 0 and #chain > 1 then
         redis.call('ZADD', ctx.wid, c0 + ctx.widenMs, id)
@@ -60,12 +72,15 @@ local function enqueue(ctx, e)
   if e.node ~= '' then
     redis.call('SADD', e.watchers, e.node)
     redis.call('ZREM', ctx.orph, id)
-    redis.call('PEXPIRE', e.watchers, math.max(redis.call('PTTL', tk), 1000))
+    redis.call('PEXPIRE', e.watchers, math.max(keyTtl or redis.call('PTTL', tk), 1000))
   end
 
-  local f = redis.call('HMGET', tk, 'state', 'pool')
-  if f[1] == 'waiting' then
-    tryPair(ctx, f[2], e.pairLimit)
+  if not state then
+    local f = redis.call('HMGET', tk, 'state', 'pool')
+    state, pool = f[1], f[2]
+  end
+  if state == 'waiting' then
+    tryPair(ctx, pool, e.pairLimit)
   end
 
   local r = redis.call('HMGET', tk, 'state', 'match', 'reason', 'by', 'c0', 'chain')
