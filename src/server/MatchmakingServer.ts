@@ -80,13 +80,34 @@ class RequestError extends Error {
 
 const AUTH_TIMEOUT_MS = 10_000;
 
+/** Wire form of each match (and its JSON), built once for all the frames that carry it. */
+const wireMatches = new WeakMap<StoredMatch, WireMatch>();
+const wireJson = new WeakMap<WireMatch, string>();
+
 function toWireMatch(match: StoredMatch): WireMatch {
-  return {
-    matchId: match.matchId,
-    userIds: match.userIds,
-    createdAt: new Date(match.createdAtMs).toISOString(),
-    criteria: match.criteria,
-  };
+  let wire = wireMatches.get(match);
+  if (!wire) {
+    wire = Object.freeze({
+      matchId: match.matchId,
+      userIds: match.userIds,
+      createdAt: new Date(match.createdAtMs).toISOString(),
+      criteria: match.criteria,
+    });
+    wireMatches.set(match, wire);
+  }
+  return wire;
+}
+
+/** `JSON.stringify(frame)`, with the match's JSON serialised once per match rather than once per frame. */
+function serializeFrame(frame: ServerFrame): string {
+  if (frame.type !== 'matched') return JSON.stringify(frame);
+  let match = wireJson.get(frame.match);
+  if (match === undefined) {
+    match = JSON.stringify(frame.match);
+    wireJson.set(frame.match, match);
+  }
+  const id = frame.id === undefined ? '' : `"id":${JSON.stringify(frame.id)},`;
+  return `{"v":${frame.v},"type":"matched",${id}"searchId":${JSON.stringify(frame.searchId)},"ticketId":${JSON.stringify(frame.ticketId)},"match":${match}}`;
 }
 
 function createRedisPair(options: RedisConnectionOptions): {
@@ -847,7 +868,7 @@ export class MatchmakingServer {
         if (queue.oneScriptJoins) {
           // Standalone Redis: claim, create, enqueue, pair and release in one script call.
           this.#watchLocal(conn, frame.searchId, fresh, userId, 0, frame.criteria);
-          const joined = await queue.join(userId, fresh, frame.criteria, this.nodeId, limit);
+          const joined = await queue.join(userId, fresh, frame.criteria, this.nodeId, limit, chain);
           if (joined.status === 'ok' && joined.created) {
             outcome = { ticketId: fresh, result: joined.enqueued };
             break;
@@ -1064,7 +1085,7 @@ export class MatchmakingServer {
 
   #send(conn: Connection, frame: ServerFrame): void {
     if (conn.socket.readyState !== conn.socket.OPEN) return;
-    conn.socket.send(JSON.stringify(frame));
+    conn.socket.send(serializeFrame(frame));
   }
 
   #sendError(

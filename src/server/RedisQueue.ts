@@ -368,7 +368,8 @@ export class RedisQueue {
    * as the user's open ticket (taking a token of the shared join limit), create and enqueue it with `nodeId`
    * watching, pair, and release the user records of the tickets matched or ended. When the user already has an
    * open ticket, nothing is created: the answer is the claim (`created: false`), and the caller follows that
-   * ticket with {@link RedisQueue.enqueue}, as after {@link RedisQueue.claim}.
+   * ticket with {@link RedisQueue.enqueue}, as after {@link RedisQueue.claim}. `chain` is
+   * {@link RedisQueue.chainOf} the criteria (when the caller already has it).
    */
   async join(
     userId: string,
@@ -376,6 +377,7 @@ export class RedisQueue {
     criteria: SearchCriteria,
     nodeId: string,
     limit: RateLimit | undefined,
+    chain: readonly ChainStep[] = this.chainOf(criteria),
   ): Promise<JoinAnswer> {
     if (!this.oneScriptJoins) throw new Error('RedisQueue.join() needs a standalone Redis');
     const bucket = this.#bucketOf(ticketId);
@@ -402,7 +404,7 @@ export class RedisQueue {
         ticketId,
         userId,
         criteriaJson,
-        JSON.stringify(this.chainOf(criteria)),
+        JSON.stringify(chain),
         nodeId,
         o.ticketTtlMs,
         o.userRecordSlackMs,
