@@ -53,6 +53,11 @@ interface Connection {
   search: { readonly searchId: string; ticketId: string | undefined } | undefined;
   /** The last outcome pushed to this connection, to answer a request that raced it. */
   lastOutcome: { readonly searchId: string; readonly frame: ServerFrame } | undefined;
+  /**
+   * The last ticket this connection saw end (matched, cancelled or ended): the user's record may still name it
+   * (records are released lazily on a Redis Cluster), and the next claim replaces such a record at once.
+   */
+  endedTicket: string | undefined;
   /** The tickets this connection follows locally (so closing it does not scan every ticket of the node). */
   readonly tickets: Set<string>;
   /** Frames are handled one at a time, in order. */
@@ -473,6 +478,7 @@ export class MatchmakingServer {
             };
       if (conn.search?.searchId === searchId) conn.search = undefined;
       conn.lastOutcome = { searchId, frame };
+      conn.endedTicket = ticketId;
       // The connection that cancelled learns it from its answer, not from this push.
       if (state.state === 'ended' && state.by !== '' && state.by === searchId) continue;
       this.#send(conn, frame);
@@ -685,6 +691,7 @@ export class MatchmakingServer {
       lastFrameAt: now,
       search: undefined,
       lastOutcome: undefined,
+      endedTicket: undefined,
       tickets: new Set(),
       chain: Promise.resolve(),
       closed: false,
@@ -877,7 +884,7 @@ export class MatchmakingServer {
           this.#unwatchLocal(conn, fresh);
           claim = joined;
         } else {
-          claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit);
+          claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit, conn.endedTicket);
         }
         if (claim.status === 'rate_limited') {
           throw new RequestError(
@@ -942,6 +949,7 @@ export class MatchmakingServer {
       return;
     }
     conn.search = undefined;
+    conn.endedTicket = ticketId;
     if (state.state === 'matched') {
       this.#send(conn, {
         v: SERVICE_PROTOCOL_VERSION,
@@ -1000,6 +1008,7 @@ export class MatchmakingServer {
       throw new RequestError(ServiceErrorCode.Forbidden, 'That ticket belongs to another user.');
     }
     if (conn.search?.searchId === searchId) conn.search = undefined;
+    conn.endedTicket = ticketId;
     if (result.status === 'matched') {
       this.#send(conn, {
         v: SERVICE_PROTOCOL_VERSION,

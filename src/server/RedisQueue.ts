@@ -185,10 +185,21 @@ export class RedisQueue {
    * record and the ticket live in different slots: claim, enqueue and release are separate calls.
    */
   readonly oneScriptJoins: boolean;
+  /**
+   * True on a Redis Cluster when a user record cannot outlive its ticket's retained state (`ticketTtlMs` plus the
+   * record's slack at most `endedRetentionMs`): the user records of matched and ended tickets are not released
+   * eagerly (2 script calls per match saved). A stale record is replaced by the user's next claim through the node
+   * that delivered the end ({@link RedisQueue.claim}'s `endedTicketId`), or repaired by any other node (the ticket it
+   * names is read, found ended, and the record released). With a longer ticket lifetime the record could name a
+   * ticket whose state has expired, so records are released eagerly then.
+   */
+  readonly lazyRelease: boolean;
 
   constructor(options: RedisQueueOptions) {
     this.#redis = options.redis;
     this.oneScriptJoins = !options.redis.isCluster;
+    this.lazyRelease =
+      !this.oneScriptJoins && options.ticketTtlMs + options.userRecordSlackMs <= options.endedRetentionMs;
     this.#keys = options.keys;
     this.#options = options;
   }
@@ -224,6 +235,7 @@ export class RedisQueue {
    *
    * @param c0 - Enqueue time to record (to re-create a ticket lost with Redis data); default Redis time.
    * @param limit - Take a token from the user's join limit shared by all nodes (in the same script call).
+   * @param endedTicketId - A ticket of the user known to have ended: a record still naming it is replaced.
    */
   async claim(
     userId: string,
@@ -231,6 +243,7 @@ export class RedisQueue {
     criteria: SearchCriteria,
     c0?: number,
     limit?: RateLimit,
+    endedTicketId?: string,
   ): Promise<ClaimAnswer> {
     const reply = (await this.#run(
       luaScripts.claimUser,
@@ -243,6 +256,7 @@ export class RedisQueue {
         this.#options.userRecordSlackMs,
         limit?.perSecond ?? 0,
         limit?.burst ?? 0,
+        endedTicketId ?? '',
       ],
     )) as [number, string, string, string] | number;
     if (reply === LuaErrorCode.RateLimited) return { status: 'rate_limited' };
@@ -502,8 +516,12 @@ export class RedisQueue {
     return effects;
   }
 
-  /** Release the user records of tickets that just matched or ended (best effort: stale records heal on join). */
+  /**
+   * Release the user records of tickets that just matched or ended (best effort: stale records heal on join);
+   * nothing when {@link RedisQueue.lazyRelease}.
+   */
   async #settle(effects: QueueEffects): Promise<void> {
+    if (this.lazyRelease) return;
     const releases: Promise<unknown>[] = [];
     for (const match of effects.made) {
       releases.push(
