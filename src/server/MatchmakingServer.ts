@@ -724,9 +724,12 @@ export class MatchmakingServer {
       this.#sendError(conn, ServiceErrorCode.InvalidFrame, 'Send JSON text frames, not binary ones.');
       return;
     }
+    // (Buffer.from(buffer) would copy it first.)
     const text = Array.isArray(data)
       ? Buffer.concat(data).toString('utf8')
-      : Buffer.from(data as Buffer).toString('utf8');
+      : Buffer.isBuffer(data)
+        ? data.toString('utf8')
+        : Buffer.from(data).toString('utf8');
     const parsed = parseClientFrame(text);
     if (!parsed.ok) {
       this.metrics.frames.inc({ type: 'invalid' });
