@@ -9,6 +9,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { availableParallelism } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { RedisConnectionOptions } from '../src/server/index';
 import { onInterrupt } from './lib/cleanup';
 import type { BenchEnv } from './lib/config';
@@ -197,6 +198,8 @@ async function runOnce(
   rate: number,
 ): Promise<RunSample> {
   const before = await Promise.all(rig.nodes.map((node) => node.stats()));
+  const generatorLoop = monitorEventLoopDelay({ resolution: 10 });
+  generatorLoop.enable();
   const [redisCpuBefore, redisMemoryBefore, machineBefore] = await Promise.all([
     redisCpuSeconds(rig.redis),
     redisUsedMemory(rig.redis),
@@ -213,6 +216,7 @@ async function runOnce(
     poolPrefix: `p${randomBytes(2).toString('hex')}.`,
   });
   const generator = process.cpuUsage(generatorBefore);
+  generatorLoop.disable();
   const seconds = (performance.now() - started) / 1_000;
   const after = await Promise.all(rig.nodes.map((node) => node.stats()));
   const [redisCpuAfter, redisMemoryAfter, machineAfter] = await Promise.all([
@@ -243,7 +247,9 @@ async function runOnce(
       `open ${result.openAtStart}->${result.openAtEnd} (max ${result.openMax}), ` +
       `CPU/match node ${fmt(sample.nodeCpuUs)} us, Redis ${fmt(sample.redisCpuUs)} us, ` +
       `generator ${fmt(result.generatorCpuUsPerMatch)} us; machine ${fmt(machineBusy / seconds)} cores busy, ` +
-      `${fmt(sample.othersCores)} by other processes: ${result.verdict}`,
+      `${fmt(sample.othersCores)} by other processes; longest event-loop delay: node ` +
+      `${after.map((stats) => fmt(stats.loopDelayMaxMs)).join('/')} ms, generator ${fmt(generatorLoop.max / 1e6)} ms: ` +
+      `${result.verdict}`,
   );
   return sample;
 }

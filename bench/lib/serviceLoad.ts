@@ -90,24 +90,29 @@ class RawClient implements LoadClient {
   }
 
   #onFrame(text: string): void {
-    const frame = JSON.parse(text) as {
-      type: string;
-      id?: string;
-      searchId?: string;
-      code?: string;
-      match?: { matchId: string };
-    };
     const current = this.#searchId;
     if (current === undefined) return;
-    if (frame.type === 'matched' && frame.searchId === current && frame.match) {
-      this.#end();
-      this.sink?.matched(this, frame.match.matchId);
-    } else if (frame.type === 'cancelled' && frame.searchId === current) {
-      this.#end();
-      this.sink?.failed(this, 'cancelled');
-    } else if (frame.type === 'error' && frame.id !== undefined && frame.id === this.#joinId) {
-      this.#end();
-      this.sink?.failed(this, frame.code ?? 'error');
+    // The fields are read from the node's JSON text rather than through JSON.parse (the generator shares the
+    // machine's 2 cores with what it measures). Every value read here is a plain string without escapes (ids
+    // and search ids of this generator, UUID match ids); the first "type" is the frame's own.
+    const type = stringField(text, 'type');
+    if (type === 'matched') {
+      const matchId = stringField(text, 'matchId');
+      if (stringField(text, 'searchId') === current && matchId !== undefined) {
+        this.#end();
+        this.sink?.matched(this, matchId);
+      }
+    } else if (type === 'cancelled') {
+      if (stringField(text, 'searchId') === current) {
+        this.#end();
+        this.sink?.failed(this, 'cancelled');
+      }
+    } else if (type === 'error') {
+      const id = stringField(text, 'id');
+      if (id !== undefined && id === this.#joinId) {
+        this.#end();
+        this.sink?.failed(this, stringField(text, 'code') ?? 'error');
+      }
     }
   }
 
@@ -123,6 +128,16 @@ class RawClient implements LoadClient {
       this.#socket.terminate();
     });
   }
+}
+
+/** The first `"name":"<value>"` of a JSON text (a value without escapes), or undefined. */
+export function stringField(text: string, name: string): string | undefined {
+  const key = `"${name}":"`;
+  const at = text.indexOf(key);
+  if (at < 0) return undefined;
+  const from = at + key.length;
+  const to = text.indexOf('"', from);
+  return to < 0 ? undefined : text.slice(from, to);
 }
 
 async function openMany<T>(

@@ -9,6 +9,7 @@
  * @packageDocumentation
  */
 
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import {
   createMatchmakingServer,
   type MatchmakingServer,
@@ -47,6 +48,8 @@ export interface ServiceNodeStats {
   readonly cpuUs: number;
   /** `matchmaker_matches_total` of this node. */
   readonly matches: number;
+  /** Longest event-loop delay since the previous `stats` (how long the node could not react), in ms. */
+  readonly loopDelayMaxMs: number;
 }
 
 /** IPC message once the node listens. */
@@ -107,6 +110,8 @@ async function main(): Promise<void> {
     process.exit(0);
   };
   const gc = (globalThis as { gc?: () => void }).gc;
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
   process.on('message', (message: ServiceNodeRequest) => {
     if (message.type === 'close') {
       void stop();
@@ -130,7 +135,9 @@ async function main(): Promise<void> {
           connections: server.connectionCount,
           cpuUs: cpu.user + cpu.system,
           matches,
+          loopDelayMaxMs: loopDelay.max / 1e6,
         };
+        loopDelay.reset();
         send(stats);
       });
     }

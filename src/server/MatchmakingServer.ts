@@ -53,6 +53,11 @@ interface Connection {
   search: { readonly searchId: string; ticketId: string | undefined } | undefined;
   /** The last outcome pushed to this connection, to answer a request that raced it. */
   lastOutcome: { readonly searchId: string; readonly frame: ServerFrame } | undefined;
+  /**
+   * The last ticket this connection saw end (matched, cancelled or ended): the user's record may still name it
+   * (records are released lazily on a Redis Cluster), and the next claim replaces such a record at once.
+   */
+  endedTicket: string | undefined;
   /** The tickets this connection follows locally (so closing it does not scan every ticket of the node). */
   readonly tickets: Set<string>;
   /** Frames are handled one at a time, in order. */
@@ -80,13 +85,34 @@ class RequestError extends Error {
 
 const AUTH_TIMEOUT_MS = 10_000;
 
+/** Wire form of each match (and its JSON), built once for all the frames that carry it. */
+const wireMatches = new WeakMap<StoredMatch, WireMatch>();
+const wireJson = new WeakMap<WireMatch, string>();
+
 function toWireMatch(match: StoredMatch): WireMatch {
-  return {
-    matchId: match.matchId,
-    userIds: match.userIds,
-    createdAt: new Date(match.createdAtMs).toISOString(),
-    criteria: match.criteria,
-  };
+  let wire = wireMatches.get(match);
+  if (!wire) {
+    wire = Object.freeze({
+      matchId: match.matchId,
+      userIds: match.userIds,
+      createdAt: new Date(match.createdAtMs).toISOString(),
+      criteria: match.criteria,
+    });
+    wireMatches.set(match, wire);
+  }
+  return wire;
+}
+
+/** `JSON.stringify(frame)`, with the match's JSON serialised once per match rather than once per frame. */
+function serializeFrame(frame: ServerFrame): string {
+  if (frame.type !== 'matched') return JSON.stringify(frame);
+  let match = wireJson.get(frame.match);
+  if (match === undefined) {
+    match = JSON.stringify(frame.match);
+    wireJson.set(frame.match, match);
+  }
+  const id = frame.id === undefined ? '' : `"id":${JSON.stringify(frame.id)},`;
+  return `{"v":${frame.v},"type":"matched",${id}"searchId":${JSON.stringify(frame.searchId)},"ticketId":${JSON.stringify(frame.ticketId)},"match":${match}}`;
 }
 
 function createRedisPair(options: RedisConnectionOptions): {
@@ -452,6 +478,7 @@ export class MatchmakingServer {
             };
       if (conn.search?.searchId === searchId) conn.search = undefined;
       conn.lastOutcome = { searchId, frame };
+      conn.endedTicket = ticketId;
       // The connection that cancelled learns it from its answer, not from this push.
       if (state.state === 'ended' && state.by !== '' && state.by === searchId) continue;
       this.#send(conn, frame);
@@ -664,6 +691,7 @@ export class MatchmakingServer {
       lastFrameAt: now,
       search: undefined,
       lastOutcome: undefined,
+      endedTicket: undefined,
       tickets: new Set(),
       chain: Promise.resolve(),
       closed: false,
@@ -696,9 +724,12 @@ export class MatchmakingServer {
       this.#sendError(conn, ServiceErrorCode.InvalidFrame, 'Send JSON text frames, not binary ones.');
       return;
     }
+    // (Buffer.from(buffer) would copy it first.)
     const text = Array.isArray(data)
       ? Buffer.concat(data).toString('utf8')
-      : Buffer.from(data as Buffer).toString('utf8');
+      : Buffer.isBuffer(data)
+        ? data.toString('utf8')
+        : Buffer.from(data).toString('utf8');
     const parsed = parseClientFrame(text);
     if (!parsed.ok) {
       this.metrics.frames.inc({ type: 'invalid' });
@@ -843,7 +874,21 @@ export class MatchmakingServer {
         const fresh = `${this.#keys.bucketOf(chain)}.${randomUUID().replaceAll('-', '')}`;
         // The shared join limit counts a join once (a retry after a stale record takes no token).
         const limit = attempt === 0 ? this.#o.joinRateLimit : undefined;
-        const claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit);
+        let claim: Awaited<ReturnType<RedisQueue['claim']>>;
+        if (queue.oneScriptJoins) {
+          // Standalone Redis: claim, create, enqueue, pair and release in one script call.
+          this.#watchLocal(conn, frame.searchId, fresh, userId, 0, frame.criteria);
+          const joined = await queue.join(userId, fresh, frame.criteria, this.nodeId, limit, chain);
+          if (joined.status === 'ok' && joined.created) {
+            outcome = { ticketId: fresh, result: joined.enqueued };
+            break;
+          }
+          // Rate limited, or the user already has a ticket (followed below, as after a claim).
+          this.#unwatchLocal(conn, fresh);
+          claim = joined;
+        } else {
+          claim = await queue.claim(userId, fresh, frame.criteria, undefined, limit, conn.endedTicket);
+        }
         if (claim.status === 'rate_limited') {
           throw new RequestError(
             ServiceErrorCode.RateLimited,
@@ -907,6 +952,7 @@ export class MatchmakingServer {
       return;
     }
     conn.search = undefined;
+    conn.endedTicket = ticketId;
     if (state.state === 'matched') {
       this.#send(conn, {
         v: SERVICE_PROTOCOL_VERSION,
@@ -965,6 +1011,7 @@ export class MatchmakingServer {
       throw new RequestError(ServiceErrorCode.Forbidden, 'That ticket belongs to another user.');
     }
     if (conn.search?.searchId === searchId) conn.search = undefined;
+    conn.endedTicket = ticketId;
     if (result.status === 'matched') {
       this.#send(conn, {
         v: SERVICE_PROTOCOL_VERSION,
@@ -1050,7 +1097,7 @@ export class MatchmakingServer {
 
   #send(conn: Connection, frame: ServerFrame): void {
     if (conn.socket.readyState !== conn.socket.OPEN) return;
-    conn.socket.send(JSON.stringify(frame));
+    conn.socket.send(serializeFrame(frame));
   }
 
   #sendError(

@@ -66,6 +66,18 @@ export type CancelResult =
 /** Answer of {@link RedisQueue.claim}: the reservation, or `rate_limited` (the shared join limit is used up). */
 export type ClaimAnswer = ClaimResult | { readonly status: 'rate_limited' };
 
+/**
+ * Answer of {@link RedisQueue.join}: `rate_limited`; the claim of a ticket the user already had (`created:
+ * false`: follow it with {@link RedisQueue.enqueue}); or the fresh ticket, claimed and enqueued.
+ */
+export type JoinAnswer =
+  | { readonly status: 'rate_limited' }
+  | (ClaimResult & { readonly created: false })
+  | (ClaimResult & {
+      readonly created: true;
+      readonly enqueued: Extract<EnqueueResult, { status: 'ok' }>;
+    });
+
 /** A reservation made (or found) by {@link RedisQueue.claim}. */
 export interface ClaimResult {
   readonly status: 'ok';
@@ -143,6 +155,14 @@ function parseState(state: unknown, detail: unknown, by: unknown): TicketState {
   return { state: 'ended', reason: asReason(detail), by: typeof by === 'string' ? by : '' };
 }
 
+function parseCriteria(json: string): SearchCriteria {
+  try {
+    return Object.freeze(JSON.parse(json) as SearchCriteria);
+  } catch {
+    return Object.freeze({});
+  }
+}
+
 function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
@@ -159,9 +179,27 @@ export class RedisQueue {
   readonly #redis: RedisClient;
   readonly #keys: KeySpace;
   readonly #options: RedisQueueOptions;
+  /**
+   * True on a standalone Redis (the client is not a Cluster): a join is one script call ({@link RedisQueue.join}),
+   * and the scripts that pair or end tickets release their users' records themselves. On a Cluster the user
+   * record and the ticket live in different slots: claim, enqueue and release are separate calls.
+   */
+  readonly oneScriptJoins: boolean;
+  /**
+   * True on a Redis Cluster when a user record cannot outlive its ticket's retained state (`ticketTtlMs` plus the
+   * record's slack at most `endedRetentionMs`): the user records of matched and ended tickets are not released
+   * eagerly (2 script calls per match saved). A stale record is replaced by the user's next claim through the node
+   * that delivered the end ({@link RedisQueue.claim}'s `endedTicketId`), or repaired by any other node (the ticket it
+   * names is read, found ended, and the record released). With a longer ticket lifetime the record could name a
+   * ticket whose state has expired, so records are released eagerly then.
+   */
+  readonly lazyRelease: boolean;
 
   constructor(options: RedisQueueOptions) {
     this.#redis = options.redis;
+    this.oneScriptJoins = !options.redis.isCluster;
+    this.lazyRelease =
+      !this.oneScriptJoins && options.ticketTtlMs + options.userRecordSlackMs <= options.endedRetentionMs;
     this.#keys = options.keys;
     this.#options = options;
   }
@@ -197,6 +235,7 @@ export class RedisQueue {
    *
    * @param c0 - Enqueue time to record (to re-create a ticket lost with Redis data); default Redis time.
    * @param limit - Take a token from the user's join limit shared by all nodes (in the same script call).
+   * @param endedTicketId - A ticket of the user known to have ended: a record still naming it is replaced.
    */
   async claim(
     userId: string,
@@ -204,6 +243,7 @@ export class RedisQueue {
     criteria: SearchCriteria,
     c0?: number,
     limit?: RateLimit,
+    endedTicketId?: string,
   ): Promise<ClaimAnswer> {
     const reply = (await this.#run(
       luaScripts.claimUser,
@@ -216,21 +256,16 @@ export class RedisQueue {
         this.#options.userRecordSlackMs,
         limit?.perSecond ?? 0,
         limit?.burst ?? 0,
+        endedTicketId ?? '',
       ],
     )) as [number, string, string, string] | number;
     if (reply === LuaErrorCode.RateLimited) return { status: 'rate_limited' };
     if (typeof reply === 'number') throw new Error(`claimUser answered ${reply}`);
-    let parsed: SearchCriteria;
-    try {
-      parsed = Object.freeze(JSON.parse(reply[2]) as SearchCriteria);
-    } catch {
-      parsed = Object.freeze({});
-    }
     return {
       status: 'ok',
       created: reply[0] === 1,
       ticketId: reply[1],
-      criteria: parsed,
+      criteria: parseCriteria(reply[2]),
       c0: Number(reply[3]),
     };
   }
@@ -295,8 +330,19 @@ export class RedisQueue {
         this.#keys.channelPrefix(),
         o.pairLimit,
         o.recordMatches ? '1' : '0',
+        // On a standalone Redis the ticket names its user record, so that joinTicket can release it.
+        this.oneScriptJoins ? this.#keys.user(ticket.userId) : '',
       ],
     );
+    const result = this.#parseEnqueue(reply, ticket);
+    if (result.status === 'ok') await this.#settle(result.effects);
+    return result;
+  }
+
+  #parseEnqueue(
+    reply: unknown,
+    ticket: { readonly c0: number; readonly criteria: SearchCriteria },
+  ): EnqueueResult {
     if (reply === LuaErrorCode.TicketNotFound) return { status: 'not_found' };
     if (reply === LuaErrorCode.NotOwner) return { status: 'not_owner' };
     const [state, detail, by, c0, chain, made, ended] = reply as [
@@ -309,7 +355,10 @@ export class RedisQueue {
       unknown,
     ];
     const effects = parseEffects(made, ended);
-    await this.#settle(effects);
+    // A ticket matched by this very call: its match is one of `made` (same JSON), parsed once.
+    const index = state === 'matched' && Array.isArray(made) ? made.indexOf(detail) : -1;
+    const ticketState: TicketState =
+      index >= 0 ? { state: 'matched', match: effects.made[index]! } : parseState(state, detail, by);
     let criteria: SearchCriteria = ticket.criteria;
     if (chain) {
       try {
@@ -323,9 +372,81 @@ export class RedisQueue {
       status: 'ok',
       c0: c0 === null ? ticket.c0 : Number(c0),
       criteria,
-      ticket: parseState(state, detail, by),
+      ticket: ticketState,
       effects,
     };
+  }
+
+  /**
+   * A join in one script call (standalone Redis only, see {@link RedisQueue.oneScriptJoins}): claim `ticketId`
+   * as the user's open ticket (taking a token of the shared join limit), create and enqueue it with `nodeId`
+   * watching, pair, and release the user records of the tickets matched or ended. When the user already has an
+   * open ticket, nothing is created: the answer is the claim (`created: false`), and the caller follows that
+   * ticket with {@link RedisQueue.enqueue}, as after {@link RedisQueue.claim}. `chain` is
+   * {@link RedisQueue.chainOf} the criteria (when the caller already has it).
+   */
+  async join(
+    userId: string,
+    ticketId: string,
+    criteria: SearchCriteria,
+    nodeId: string,
+    limit: RateLimit | undefined,
+    chain: readonly ChainStep[] = this.chainOf(criteria),
+  ): Promise<JoinAnswer> {
+    if (!this.oneScriptJoins) throw new Error('RedisQueue.join() needs a standalone Redis');
+    const bucket = this.#bucketOf(ticketId);
+    const k = this.#keys;
+    const o = this.#options;
+    const criteriaJson = JSON.stringify(criteria);
+    const reply = (await this.#run(
+      luaScripts.joinTicket,
+      [
+        k.user(userId),
+        k.userJoinLimit(userId),
+        k.ticket(bucket, ticketId),
+        k.watchers(bucket, ticketId),
+        k.pools(bucket),
+        k.expiries(bucket),
+        k.widenings(bucket),
+        k.orphans(bucket),
+        k.matchStream(bucket),
+        k.nodeIndex(bucket, nodeId),
+      ],
+      [
+        k.prefix,
+        k.base(bucket),
+        ticketId,
+        userId,
+        criteriaJson,
+        JSON.stringify(chain),
+        nodeId,
+        o.ticketTtlMs,
+        o.userRecordSlackMs,
+        limit?.perSecond ?? 0,
+        limit?.burst ?? 0,
+        o.widening?.afterMs ?? 0,
+        o.endedRetentionMs,
+        k.channelPrefix(),
+        o.pairLimit,
+        o.recordMatches ? '1' : '0',
+      ],
+    )) as [number, string, string, string, unknown] | number;
+    if (reply === LuaErrorCode.RateLimited) return { status: 'rate_limited' };
+    if (typeof reply === 'number') throw new Error(`joinTicket answered ${reply}`);
+    if (reply[0] !== 1) {
+      return {
+        status: 'ok',
+        created: false,
+        ticketId: reply[1],
+        criteria: parseCriteria(reply[2]),
+        c0: Number(reply[3]),
+      };
+    }
+    const claim = { status: 'ok', created: true, ticketId, criteria, c0: Number(reply[3]) } as const;
+    const enqueued = this.#parseEnqueue(reply[4], claim);
+    if (enqueued.status !== 'ok')
+      throw new Error(`joinTicket could not enqueue its fresh ticket: ${enqueued.status}`);
+    return { ...claim, enqueued };
   }
 
   /** Withdraw a ticket, atomically against pairing. Releases the user record when it was withdrawn. */
@@ -395,8 +516,12 @@ export class RedisQueue {
     return effects;
   }
 
-  /** Release the user records of tickets that just matched or ended (best effort: stale records heal on join). */
+  /**
+   * Release the user records of tickets that just matched or ended (best effort: stale records heal on join);
+   * nothing when {@link RedisQueue.lazyRelease}.
+   */
   async #settle(effects: QueueEffects): Promise<void> {
+    if (this.lazyRelease) return;
     const releases: Promise<unknown>[] = [];
     for (const match of effects.made) {
       releases.push(

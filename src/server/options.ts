@@ -55,7 +55,11 @@ export interface MatchmakingServerOptions {
   readonly ticketTtlMs?: number;
   /** How long a ticket nobody watches keeps its place for its user to reconnect (then `disconnected`). @defaultValue 30000 (env `MATCHMAKER_RESUME_GRACE_MS`) */
   readonly resumeGraceMs?: number;
-  /** How long an ended ticket's outcome is kept for late readers (resume, cancel). Must exceed 5 s. @defaultValue 600000 */
+  /**
+   * How long an ended ticket's outcome is kept for late readers (resume, cancel). Must exceed 5 s. On a Redis
+   * Cluster, at least `ticketTtlMs` + 5 s lets the nodes release user records lazily (fewer script calls per match,
+   * see docs/service.md). @defaultValue 600000
+   */
   readonly endedRetentionMs?: number;
   /** Widening of criteria after a wait, or `false`. Nodes sharing a queue must agree. @defaultValue false (env `MATCHMAKER_WIDEN_AFTER_MS` with `MATCHMAKER_WIDEN_DROP` = comma-separated keys) */
   readonly widening?: WideningOptions | false;

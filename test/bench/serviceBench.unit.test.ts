@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { RateSearch } from '../../bench/lib/RateSearch';
-import { judgeSustained } from '../../bench/lib/serviceLoad';
+import { judgeSustained, stringField } from '../../bench/lib/serviceLoad';
 import { readServiceBenchSizes } from '../../bench/service.bench';
 
 /** Run a search against a system that sustains every rate up to `capacity`. */
@@ -81,5 +81,44 @@ describe('service benchmark sizes', () => {
     expect([...custom.parts]).toEqual(['memory']);
     expect(() => readServiceBenchSizes({ BENCH_SERVICE_PARTS: 'nope' }, false)).toThrow(/unknown part/);
     expect(() => readServiceBenchSizes({ BENCH_SERVICE_USERS: '1.5' }, false)).toThrow(/integer/);
+  });
+});
+
+describe('stringField (the raw generator reads frames without JSON.parse)', () => {
+  it('reads the same values as JSON.parse from the frames the node sends', () => {
+    const frames = [
+      {
+        v: 1,
+        type: 'matched',
+        id: 'j7',
+        searchId: 's12.7',
+        ticketId: '3.ab',
+        match: {
+          matchId: '0b7c2a4e-1f2d-5a3b-9c8d-1e2f3a4b5c6d',
+          userIds: ['u1', 'u2'],
+          createdAt: '2026-11-28T21:00:00.000Z',
+          criteria: { pool: 'p1.2' },
+        },
+      },
+      { v: 1, type: 'queued', id: 'j8', searchId: 's12.8', ticketId: '3.cd' },
+      { v: 1, type: 'error', id: 'j9', code: 'rate_limited', message: 'Too many joins; "id":"x" is not it.' },
+      {
+        v: 1,
+        type: 'cancelled',
+        searchId: 's12.9',
+        ticketId: '3.ef',
+        status: 'cancelled',
+        reason: 'expired',
+      },
+    ];
+    for (const frame of frames) {
+      const text = JSON.stringify(frame);
+      const parsed = JSON.parse(text) as Record<string, unknown> & { match?: { matchId: string } };
+      expect(stringField(text, 'type')).toBe(parsed.type);
+      expect(stringField(text, 'id')).toBe(parsed.id);
+      expect(stringField(text, 'searchId')).toBe(parsed.searchId);
+      expect(stringField(text, 'code')).toBe(parsed.code);
+      expect(stringField(text, 'matchId')).toBe(parsed.match?.matchId);
+    }
   });
 });

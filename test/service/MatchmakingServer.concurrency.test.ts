@@ -1,6 +1,7 @@
 import { Cluster, Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { MatchmakingServer, RedisConnectionOptions } from '../../src/server/index';
+import { KeySpace } from '../../src/server/keys';
 import { waitFor } from '../helpers/waitFor';
 import {
   clusterSeedUrls,
@@ -38,6 +39,38 @@ async function keysMatching(redis: RedisConnectionOptions, pattern: string): Pro
     const found: string[] = [];
     for (const master of cluster.nodes('master')) found.push(...(await master.keys(pattern)));
     return found;
+  } finally {
+    await cluster.quit();
+  }
+}
+
+/**
+ * On a standalone Redis the pairing script releases the user records of the tickets it matches: none is left. On a
+ * Redis Cluster records are released lazily (the next claim replaces them): every record left names a ticket that
+ * is no longer waiting, so it blocks nothing.
+ */
+async function expectRecordsReleased(redis: RedisConnectionOptions, keyPrefix: string, userId: string) {
+  const pattern = `${keyPrefix}*:user:${userId}`;
+  if ('url' in redis) {
+    await waitFor(async () => (await keysMatching(redis, pattern)).length === 0, 'user records released', {
+      intervalMs: 50,
+    });
+    return;
+  }
+  const cluster = new Cluster(
+    (redis as { cluster: string[] }).cluster.map((seed) => ({
+      host: new URL(seed).hostname,
+      port: Number(new URL(seed).port),
+    })),
+  );
+  try {
+    const keys = new KeySpace(keyPrefix, 16);
+    for (const record of await keysMatching(redis, pattern)) {
+      const ticketId = await cluster.hget(record, 'ticket');
+      expect(ticketId).toBeTruthy();
+      const state = await cluster.hget(keys.ticket(keys.bucketOfTicket(ticketId!)!, ticketId!), 'state');
+      expect(state).not.toBe('waiting');
+    }
   } finally {
     await cluster.quit();
   }
@@ -104,12 +137,7 @@ describe.each(targets)('concurrent joins, auto-pipelined (%s)', (_name, target) 
         `every user matched in round ${round}`,
       );
     }
-    // The user records are released once the matches are made (so the next join needs no repair).
-    await waitFor(
-      async () => (await keysMatching(redis, `${keyPrefix}*:user:*`)).length === 0,
-      'user records released',
-      { intervalMs: 100 },
-    );
+    await expectRecordsReleased(redis, keyPrefix, '*');
 
     const byMatch = new Map<string, { user: (typeof users)[number]; frame: Frame }[]>();
     for (const user of users) {
@@ -191,5 +219,77 @@ describe.each(targets)('concurrent joins, auto-pipelined (%s)', (_name, target) 
     expect(
       await bystander.request({ type: 'join', searchId: 'b', criteria: { room: 'flood' } }),
     ).toMatchObject({ type: 'matched' });
+  });
+  it('a user record left behind (its ticket matched, the release lost or lazy) does not block the next join, on this node or another; a second tab follows the open ticket', async () => {
+    const {
+      redis,
+      keyPrefix,
+      nodes: [a, b],
+    } = await nodes(2);
+    const keys = new KeySpace(keyPrefix, 16);
+    const userId = newUserId();
+    const user = await client(a!, userId);
+    const partner = await client(a!, newUserId());
+    const first = await user.request({ type: 'join', searchId: 's1', criteria: { room: 'left' } });
+    expect(first).toMatchObject({ type: 'queued' });
+    expect(await partner.request({ type: 'join', searchId: 'p1', criteria: { room: 'left' } })).toMatchObject(
+      { type: 'matched' },
+    );
+    await user.next((f) => f.type === 'matched' && f.searchId === 's1', 'user matched');
+    await expectRecordsReleased(redis, keyPrefix, userId);
+
+    // What a node dying between the pairing and an eager release leaves (and what a lazy release leaves on a
+    // cluster): the record still names the matched ticket.
+    const writer =
+      'url' in redis
+        ? new Redis(redis.url)
+        : new Cluster(
+            (redis as { cluster: string[] }).cluster.map((seed) => ({
+              host: new URL(seed).hostname,
+              port: Number(new URL(seed).port),
+            })),
+          );
+    try {
+      await writer.hset(keys.user(userId), {
+        ticket: String(first.ticketId),
+        crit: '{"room":"left"}',
+        c0: String(Date.now()),
+      });
+      await writer.pexpire(keys.user(userId), 60_000);
+    } finally {
+      await writer.quit();
+    }
+
+    // A connection on the other node, which never saw that ticket end.
+    const elsewhere = await client(b!, userId);
+    const second = await elsewhere.request({ type: 'join', searchId: 's2', criteria: { room: 'right' } });
+    expect(second).toMatchObject({ type: 'queued', searchId: 's2' });
+    expect(second.ticketId).not.toBe(first.ticketId);
+    // Another tab of the same user, other criteria: it follows the open ticket.
+    const tab = await client(a!, userId);
+    expect(
+      await tab.request({ type: 'join', searchId: 't2', criteria: { room: 'elsewhere' } }),
+    ).toMatchObject({ type: 'queued', ticketId: second.ticketId });
+
+    const other = await client(a!, newUserId());
+    const otherMatched = await other.request({ type: 'join', searchId: 'o', criteria: { room: 'right' } });
+    expect(otherMatched).toMatchObject({ type: 'matched' });
+    expect((otherMatched.match as { userIds: string[] }).userIds).toContain(userId);
+    for (const [raw, searchId] of [
+      [elsewhere, 's2'],
+      [tab, 't2'],
+    ] as const) {
+      const matched = await raw.next((f) => f.type === 'matched' && f.searchId === searchId, searchId);
+      expect(matched.match).toEqual(otherMatched.match);
+    }
+    await expectRecordsReleased(redis, keyPrefix, userId);
+
+    // The first connection saw its ticket end; it searches again at once and gets a fresh ticket.
+    const third = await user.request({ type: 'join', searchId: 's3', criteria: { room: 'third' } });
+    expect(third).toMatchObject({ type: 'queued', searchId: 's3' });
+    expect([first.ticketId, second.ticketId]).not.toContain(third.ticketId);
+    for (const raw of [user, elsewhere, tab]) {
+      expect(raw.frames.filter((f) => f.type === 'error')).toEqual([]);
+    }
   });
 });

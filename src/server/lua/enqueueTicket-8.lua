@@ -28,6 +28,8 @@
     ARGV[11] pub/sub channel prefix
     ARGV[12] most matches to make in this call
     ARGV[13] '1' to append matches to the stream (persistence on), '0' not to
+    ARGV[14] key of the user's record, kept in the ticket when creating it, so that a script on a standalone
+             Redis can release the record when the ticket stops waiting ('' on a Redis Cluster: not kept)
 
   Output:
     -1 (TicketNotFound) when absent and ARGV[7] is '0'
@@ -41,7 +43,7 @@
       made    array of match JSONs made by this call
       ended   array of {ticketId, userId, reason} ended by this call
 ]]
---- @include "tickets"
+--- @include "enqueue"
 
 local ctx = {
   base = ARGV[1],
@@ -63,61 +65,17 @@ if ARGV[6] ~= '' then
   ctx.self = ARGV[6]
 end
 
-local id = ARGV[2]
-local tk = KEYS[1]
-local ttl = tonumber(ARGV[8])
-
-if redis.call('EXISTS', tk) == 0 then
-  if ARGV[7] ~= '1' then
-    return -1
-  end
-  local c0 = tonumber(ARGV[4])
-  local chain = cjson.decode(ARGV[5])
-  local first = chain[1]
-  redis.call('HSET', tk, 'user', ARGV[3], 'c0', ARGV[4], 'pool', first[1], 'crit', first[2], 'level', 0,
-    'chain', ARGV[5])
-  if c0 + ttl <= ctx.now then
-    -- Claimed long ago and never enqueued: it is already past its lifetime.
-    redis.call('HSET', tk, 'state', 'ended', 'reason', 'expired', 'by', '', 'endedAt', ctx.now)
-    redis.call('PEXPIRE', tk, ctx.retention)
-  else
-    redis.call('HSET', tk, 'state', 'waiting')
-    redis.call('PEXPIRE', tk, c0 + ttl + ctx.retention - ctx.now)
-    redis.call('ZADD', ctx.exp, c0 + ttl, id)
-    if ctx.widenMs > 0 and #chain > 1 then
-      redis.call('ZADD', ctx.wid, c0 + ctx.widenMs, id)
-    end
-    redis.call('ZADD', poolKey(ctx, first[1]), c0, id)
-    redis.call('SADD', ctx.pools, first[1])
-  end
-elseif redis.call('HGET', tk, 'user') ~= ARGV[3] then
-  return -2
-end
-
-if ARGV[6] ~= '' then
-  redis.call('SADD', KEYS[2], ARGV[6])
-  redis.call('ZREM', ctx.orph, id)
-  redis.call('PEXPIRE', KEYS[2], math.max(redis.call('PTTL', tk), 1000))
-end
-
-local f = redis.call('HMGET', tk, 'state', 'pool')
-if f[1] == 'waiting' then
-  tryPair(ctx, f[2], tonumber(ARGV[12]))
-end
-
-local r = redis.call('HMGET', tk, 'state', 'match', 'reason', 'by', 'c0', 'chain')
-if ARGV[6] ~= '' and r[1] == 'waiting' then
-  -- In the node's index (atomically with becoming a watcher), so that if the node dies, the node that cleans
-  -- up after it finds the ticket. The index outlives every waiting ticket in it (none waits longer than ttl).
-  redis.call('SADD', KEYS[8], id)
-  if redis.call('PTTL', KEYS[8]) < ttl then
-    redis.call('PEXPIRE', KEYS[8], ttl)
-  end
-end
-local detail = ''
-if r[1] == 'matched' then
-  detail = r[2]
-elseif r[1] == 'ended' then
-  detail = r[3]
-end
-return { r[1], detail, r[4] or '', r[5], r[6], ctx.made, ctx.ended }
+return enqueue(ctx, {
+  id = ARGV[2],
+  tk = KEYS[1],
+  watchers = KEYS[2],
+  index = KEYS[8],
+  user = ARGV[3],
+  c0 = ARGV[4],
+  chain = ARGV[5],
+  node = ARGV[6],
+  create = ARGV[7] == '1',
+  ttl = tonumber(ARGV[8]),
+  pairLimit = tonumber(ARGV[12]),
+  urec = ARGV[14] or '',
+})

@@ -13,10 +13,14 @@
                    them itself, so they are not published to it
     ctx.made       array; every match made is appended (its JSON)
     ctx.ended      array; every ticket ended is appended ({ticketId, userId, reason})
+    ctx.releaseUsers  true only in scripts that run on a standalone Redis (joinTicket): a ticket that stops
+                   waiting also releases its user's record (compare and delete), whose key the ticket names in
+                   field `urec` (so it is not a declared key: it lives in the user's slot, not the bucket's)
 
   Key layout inside a bucket (all share the bucket's hash slot):
     <base>t:<ticketId>   HASH  user, state (waiting|matched|ended), c0, pool, crit, level, chain,
-                               match (JSON, when matched), reason, by (searchId that cancelled), endedAt
+                               match (JSON, when matched), reason, by (searchId that cancelled), endedAt,
+                               urec (key of the user's record; only written on a standalone Redis)
     <base>tw:<ticketId>  SET   ids of the nodes that have a connection watching the ticket
     <base>q:<pool>       ZSET  waiting tickets of one pool, score = enqueue time (FIFO)
     <base>pools          SET   pools that may hold waiting tickets
@@ -80,11 +84,20 @@ local function retain(ctx, id)
   redis.call('PEXPIRE', watchersKey(ctx, id), ctx.retention)
 end
 
+-- Standalone Redis only (ctx.releaseUsers): forget the user's record if it still names this ticket, so the
+-- user's next join finds no stale record. `urec` is the record's key as the ticket names it (or false).
+local function releaseRecord(ctx, id, urec)
+  if ctx.releaseUsers and urec and redis.call('HGET', urec, 'ticket') == id then
+    redis.call('DEL', urec)
+  end
+end
+
 -- End a waiting ticket without a match and tell the nodes watching it.
 local function endTicket(ctx, id, reason, by)
   local tk = ticketKey(ctx, id)
-  local fields = redis.call('HMGET', tk, 'user', 'pool')
+  local fields = redis.call('HMGET', tk, 'user', 'pool', 'urec')
   leavePool(ctx, id, fields[2])
+  releaseRecord(ctx, id, fields[3])
   redis.call('HSET', tk, 'state', 'ended', 'reason', reason, 'by', by or '', 'endedAt', ctx.now)
   retain(ctx, id)
   local nodes = redis.call('SMEMBERS', watchersKey(ctx, id))
@@ -104,23 +117,31 @@ local function matchUuid(a, b)
 end
 
 -- Pair two waiting tickets of one pool: mark both matched, record the match for persistence and tell
--- every node watching either ticket. `a` is the older ticket; its user comes first in userIds.
-local function makeMatch(ctx, a, b, pool)
-  local ka, kb = ticketKey(ctx, a), ticketKey(ctx, b)
-  local fa = redis.call('HMGET', ka, 'user', 'c0')
-  local fb = redis.call('HMGET', kb, 'user', 'c0', 'crit')
+-- every node watching either ticket. `a` is the older ticket; its user comes first in userIds. `fa`, `fb` are
+-- their fields as stillWaiting read them.
+local function makeMatch(ctx, a, b, pool, fa, fb)
   local id = matchUuid(a, b)
   local match = '{"matchId":' .. cjson.encode(id) ..
-    ',"userIds":[' .. cjson.encode(fa[1]) .. ',' .. cjson.encode(fb[1]) .. ']' ..
+    ',"userIds":[' .. cjson.encode(fa[2]) .. ',' .. cjson.encode(fb[2]) .. ']' ..
     ',"ticketIds":[' .. cjson.encode(a) .. ',' .. cjson.encode(b) .. ']' ..
-    ',"enqueuedAtMs":[' .. fa[2] .. ',' .. fb[2] .. ']' ..
+    ',"enqueuedAtMs":[' .. fa[3] .. ',' .. fb[3] .. ']' ..
     ',"createdAtMs":' .. string.format('%d', ctx.now) ..
-    ',"criteria":' .. fb[3] .. '}'
+    ',"criteria":' .. fb[4] .. '}'
+  -- Both leave the pool and every schedule of the bucket (one call per key for the two).
+  local q = poolKey(ctx, pool)
+  redis.call('ZREM', q, a, b)
+  if redis.call('ZCARD', q) == 0 then
+    redis.call('SREM', ctx.pools, pool)
+  end
+  redis.call('ZREM', ctx.exp, a, b)
+  redis.call('ZREM', ctx.wid, a, b)
+  redis.call('ZREM', ctx.orph, a, b)
   for _, tid in ipairs({ a, b }) do
-    leavePool(ctx, tid, pool)
     redis.call('HSET', ticketKey(ctx, tid), 'state', 'matched', 'match', match, 'endedAt', ctx.now)
     retain(ctx, tid)
   end
+  releaseRecord(ctx, a, fa[5])
+  releaseRecord(ctx, b, fb[5])
   if ctx.stream then
     redis.call('XADD', ctx.stream, '*', 'match', match)
   end
@@ -141,20 +162,21 @@ local function makeMatch(ctx, a, b, pool)
   table.insert(ctx.made, match)
 end
 
--- True when the ticket may still be paired; ends (or drops) it otherwise.
+-- The ticket's fields { state, user, c0, crit, urec } when it may still be paired; nil when not (it is ended,
+-- or a leftover queue entry is dropped).
 local function stillWaiting(ctx, id, q)
-  local state = redis.call('HGET', ticketKey(ctx, id), 'state')
-  if state ~= 'waiting' then
+  local f = redis.call('HMGET', ticketKey(ctx, id), 'state', 'user', 'c0', 'crit', 'urec')
+  if f[1] ~= 'waiting' then
     -- A leftover queue entry (should not happen): drop it.
     redis.call('ZREM', q, id)
-    return false
+    return nil
   end
   local expiresAt = redis.call('ZSCORE', ctx.exp, id)
   if expiresAt and tonumber(expiresAt) <= ctx.now then
     endTicket(ctx, id, 'expired', '')
-    return false
+    return nil
   end
-  return true
+  return f
 end
 
 -- Pair the oldest waiting tickets of a pool, two by two, FIFO. At most `limit` matches.
@@ -162,26 +184,31 @@ local function tryPair(ctx, pool, limit)
   local q = poolKey(ctx, pool)
   local made = 0
   local guard = 0
+  local left
   while made < limit and guard < limit * 4 + 8 do
     guard = guard + 1
     local ids = redis.call('ZRANGE', q, 0, 1)
     if #ids < 2 then
+      left = #ids
       break
     end
     local a, b = ids[1], ids[2]
-    if stillWaiting(ctx, a, q) and stillWaiting(ctx, b, q) then
-      local ua = redis.call('HGET', ticketKey(ctx, a), 'user')
-      local ub = redis.call('HGET', ticketKey(ctx, b), 'user')
-      if ua == ub then
+    local fa = stillWaiting(ctx, a, q)
+    local fb = fa and stillWaiting(ctx, b, q)
+    if fa and fb then
+      if fa[2] == fb[2] then
         -- Two tickets of one user (only after a partial data loss): keep the older one.
         endTicket(ctx, b, 'superseded', '')
       else
-        makeMatch(ctx, a, b, pool)
+        makeMatch(ctx, a, b, pool, fa, fb)
         made = made + 1
       end
     end
   end
-  if redis.call('ZCARD', q) == 0 then
+  if left == nil then
+    left = redis.call('ZCARD', q)
+  end
+  if left == 0 then
     redis.call('SREM', ctx.pools, pool)
   end
 end
