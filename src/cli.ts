@@ -3,7 +3,7 @@
  * `supabase-matchmaker` command line.
  *
  * ```
- * supabase-matchmaker migrate --database-url <url>     apply the queue tier's migrations (one transaction)
+ * supabase-matchmaker migrate --database-url <url>     apply every shipped migration (one transaction)
  * supabase-matchmaker check --database-url <url>       read-only: is the schema up to date?
  * supabase-matchmaker migrations --out <dir> [--force] copy the .sql files into a Supabase project
  * supabase-matchmaker serve [options]                  run the service tier's matchmaking server
@@ -23,7 +23,7 @@ import type { PgQueryable } from './migrations/types';
 
 const USAGE = `Usage:
   supabase-matchmaker migrate --database-url <postgres url>
-      Apply the queue tier's SQL migrations (one transaction, advisory-locked; a rerun is a no-op).
+      Apply the shipped SQL migrations of every tier (one transaction, advisory-locked; a rerun is a no-op).
   supabase-matchmaker check --database-url <postgres url>
       Read-only: exit 0 when the schema is up to date, 1 (with the fix) when not.
   supabase-matchmaker migrations --out <dir> [--force]

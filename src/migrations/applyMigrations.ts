@@ -1,5 +1,5 @@
 /**
- * Applies the queue tier's SQL migrations in one transaction under a namespaced advisory lock.
+ * Applies the shipped SQL migrations in one transaction under a namespaced advisory lock.
  *
  * @packageDocumentation
  */

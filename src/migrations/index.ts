@@ -1,5 +1,6 @@
 /**
- * The queue tier's SQL migrations: the shipped manifest, the runner and the schema check.
+ * The shipped SQL migrations of every tier (the service tier persists into `matchmaker.matches`): the manifest,
+ * the runner and the schema check.
  *
  * @packageDocumentation
  */

@@ -162,3 +162,44 @@ export function presenceRpcError(fn: string, response: RpcResponseLike): Matchma
 export function isQuotaMessage(message: string): boolean {
   return /too many|rate ?limit|limit exceeded|size exceeded/i.test(message);
 }
+
+/** A join refusal that no rejoin will change, as the error a search should end with. */
+export interface JoinRefusal {
+  readonly code: 'forbidden' | 'unauthorized' | 'unavailable';
+  readonly advice: string;
+}
+
+/**
+ * Classifies a Realtime join-error reason (`<Code>: <message>`) that is permanent for this project or token,
+ * so the search ends at once instead of supabase-js rejoining forever. Transient reasons (restarts, the
+ * project still connecting) and quota reasons (see {@link isQuotaMessage}) answer `undefined`.
+ */
+export function permanentJoinRefusal(reason: string): JoinRefusal | undefined {
+  const code = /^(\w+):/.exec(reason)?.[1];
+  switch (code) {
+    case 'PrivateOnly':
+      return {
+        code: 'forbidden',
+        advice:
+          'The presence tiers join public Realtime channels: allow public channels in the project\'s Realtime settings, or use strategy "queue" (private per-user topics only).',
+      };
+    case 'Unauthorized':
+      return {
+        code: 'forbidden',
+        advice: 'Realtime Authorization refused this channel for the signed-in user.',
+      };
+    case 'InvalidJWTToken':
+    case 'MalformedJWT':
+    case 'JwtSignatureError':
+      return {
+        code: 'unauthorized',
+        advice:
+          'Realtime refused the access token: sign the user in again (or pass a fresh token) and start again.',
+      };
+    case 'RealtimeDisabledForTenant':
+    case 'TenantNotFound':
+      return { code: 'unavailable', advice: 'Realtime is not available for this project.' };
+    default:
+      return undefined;
+  }
+}
