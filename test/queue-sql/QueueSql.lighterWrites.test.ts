@@ -260,8 +260,8 @@ describe('history prune', () => {
     await insertHistory(s, 20_000, '1 day');
     await s.query('analyze matchmaker.ticket_history');
     expect(
-      (await s.query(`select to_regclass('matchmaker.ticket_history_ended_at_idx') is not null as kept`)).rows[0]
-        ?.kept,
+      (await s.query(`select to_regclass('matchmaker.ticket_history_ended_at_idx') is not null as kept`))
+        .rows[0]?.kept,
     ).toBe(true);
     const first = await processOnce(s);
     expect(first).toMatchObject({ pruned: 3, more: true });
