@@ -305,6 +305,8 @@ export class PresenceEngine {
         userId: state.userId,
       };
     }
+    // Ended otherwise meanwhile (expired, superseded by another tab): report the real reason.
+    if (state.status !== 'searching') active.cancelling = false;
     this.#apply(active, state);
     return { status: 'not_searching' };
   }
@@ -721,6 +723,9 @@ export class PresenceEngine {
   #apply(active: ActiveSearch, state: PresenceState): void {
     if (active.done || this.#active !== active) return;
     if (state.searchId !== undefined && active.rowId !== undefined && state.searchId !== active.rowId) return;
+    // While our end RPC is in flight its answer reports the ending (a state check prompted by the ending's own
+    // notification can answer first); only a match is taken at once.
+    if (active.cancelling && !(state.status === 'matched' && state.match)) return;
     if (state.status === 'searching') {
       if (
         this.#o.layout.shards !== undefined &&
