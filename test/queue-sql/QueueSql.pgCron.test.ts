@@ -45,6 +45,9 @@ async function stopOurJobs(c: pg.Client): Promise<void> {
 
 beforeAll(async () => {
   client = await connectCronCluster();
+  // The cluster and its job are shared by every run on this machine (another checkout's tests, a second
+  // session): this file resets both, so runs take turns, held for the whole file by this session-level lock.
+  await client.query('select pg_advisory_lock(1835887400)');
   const preload = (await client.query('show shared_preload_libraries')).rows[0]
     .shared_preload_libraries as string;
   if (!preload.includes('pg_cron')) {
@@ -65,12 +68,12 @@ beforeAll(async () => {
   await client.query('create extension if not exists pg_cron');
   await installSupabaseShape(client);
   await applyMigrations(client);
-}, 120_000);
+}, 600_000);
 
 afterAll(async () => {
   if (client) {
     await stopOurJobs(client).catch(() => {});
-    await client.end();
+    await client.end(); // also releases the advisory lock
   }
 });
 
