@@ -394,7 +394,7 @@ export class RedisQueue {
     chain: readonly ChainStep[] = this.chainOf(criteria),
   ): Promise<JoinAnswer> {
     if (!this.oneScriptJoins) throw new Error('RedisQueue.join() needs a standalone Redis');
-    const bucket = this.#bucketOf(ticketId);
+    const [bucket, ticketKeys] = this.#ticketKeys(ticketId);
     const k = this.#keys;
     const o = this.#options;
     const criteriaJson = JSON.stringify(criteria);
@@ -403,12 +403,7 @@ export class RedisQueue {
       [
         k.user(userId),
         k.userJoinLimit(userId),
-        k.ticket(bucket, ticketId),
-        k.watchers(bucket, ticketId),
-        k.pools(bucket),
-        k.expiries(bucket),
-        k.widenings(bucket),
-        k.orphans(bucket),
+        ...ticketKeys,
         k.matchStream(bucket),
         k.nodeIndex(bucket, nodeId),
       ],
