@@ -30,19 +30,7 @@
 ]]
 --- @include "tickets"
 
-local ctx = {
-  base = ARGV[1],
-  chPrefix = ARGV[7],
-  retention = tonumber(ARGV[6]),
-  widenMs = 0,
-  pools = KEYS[3],
-  exp = KEYS[4],
-  wid = KEYS[5],
-  orph = KEYS[6],
-  made = {},
-  ended = {},
-}
-ctx.now = nowMs()
+local ctx = newContext(ARGV[1], ARGV[7], ARGV[6], 0, 3)
 
 local tk = KEYS[1]
 if redis.call('EXISTS', tk) == 0 then

@@ -45,19 +45,7 @@
 ]]
 --- @include "enqueue"
 
-local ctx = {
-  base = ARGV[1],
-  chPrefix = ARGV[11],
-  retention = tonumber(ARGV[10]),
-  widenMs = tonumber(ARGV[9]),
-  pools = KEYS[3],
-  exp = KEYS[4],
-  wid = KEYS[5],
-  orph = KEYS[6],
-  made = {},
-  ended = {},
-}
-ctx.now = nowMs()
+local ctx = newContext(ARGV[1], ARGV[11], ARGV[10], ARGV[9], 3)
 if ARGV[13] == '1' then
   ctx.stream = KEYS[7]
 end

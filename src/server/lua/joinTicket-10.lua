@@ -77,21 +77,9 @@ local ttl = tonumber(ARGV[8])
 redis.call('HSET', KEYS[1], 'ticket', ARGV[3], 'crit', ARGV[5], 'c0', c0)
 redis.call('PEXPIRE', KEYS[1], math.max(ttl + tonumber(ARGV[9]), 1000))
 
-local ctx = {
-  base = ARGV[2],
-  chPrefix = ARGV[14],
-  retention = tonumber(ARGV[13]),
-  widenMs = tonumber(ARGV[12]),
-  pools = KEYS[5],
-  exp = KEYS[6],
-  wid = KEYS[7],
-  orph = KEYS[8],
-  made = {},
-  ended = {},
-  self = ARGV[7],
-  releaseUsers = true,
-}
-ctx.now = now
+local ctx = newContext(ARGV[2], ARGV[14], ARGV[13], ARGV[12], 5, now)
+ctx.self = ARGV[7]
+ctx.releaseUsers = true
 if ARGV[16] == '1' then
   ctx.stream = KEYS[9]
 end

@@ -26,19 +26,7 @@
 ]]
 --- @include "tickets"
 
-local ctx = {
-  base = ARGV[1],
-  chPrefix = ARGV[4],
-  retention = tonumber(ARGV[3]),
-  widenMs = tonumber(ARGV[5]),
-  pools = KEYS[1],
-  exp = KEYS[2],
-  wid = KEYS[3],
-  orph = KEYS[4],
-  made = {},
-  ended = {},
-}
-ctx.now = nowMs()
+local ctx = newContext(ARGV[1], ARGV[4], ARGV[3], ARGV[5], 1)
 if ARGV[6] == '1' then
   ctx.stream = KEYS[5]
 end

@@ -35,6 +35,26 @@
 
 --- @include "time"
 
+-- The ctx above, as every including script starts it: the bucket's settings from ARGV (as strings), its four
+-- shared keys from KEYS[k] .. KEYS[k + 3] (pools, exp, wid, orph: in that order in every script), the time
+-- (`now` when the script already read it, else Redis time now), and nothing made or ended yet. The script adds
+-- stream, self and releaseUsers where it has them.
+local function newContext(base, chPrefix, retention, widenMs, k, now)
+  return {
+    base = base,
+    chPrefix = chPrefix,
+    retention = tonumber(retention),
+    widenMs = tonumber(widenMs),
+    pools = KEYS[k],
+    exp = KEYS[k + 1],
+    wid = KEYS[k + 2],
+    orph = KEYS[k + 3],
+    now = now or nowMs(),
+    made = {},
+    ended = {},
+  }
+end
+
 local function ticketKey(ctx, id)
   return ctx.base .. 't:' .. id
 end
