@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { isMatchmakingError, PresenceStrategy, ShardedPresenceStrategy } from '../../src/index';
-import { permanentJoinRefusal } from '../../src/strategies/presence/presenceProtocol';
+import { firstJoinRefusal } from '../../src/strategies/presence/presenceProtocol';
 import type { LocalSupabase, LocalSupabaseOptions } from '../../src/testing/index';
 import { owningMatchmaker } from '../helpers/presenceClients';
 import { startQueueStack } from '../helpers/queueStack';
@@ -53,7 +53,7 @@ describe('presence: a join the server refuses for good', () => {
   );
 });
 
-describe('permanentJoinRefusal (the reasons of docs/realtime-protocol.md §2.3)', () => {
+describe('firstJoinRefusal (the reasons of docs/realtime-protocol.md §2.3)', () => {
   it.each([
     ['PrivateOnly: This project only allows private channels', 'forbidden'],
     ['Unauthorized: You do not have permissions to read from this Channel topic: buddy', 'forbidden'],
@@ -62,18 +62,20 @@ describe('permanentJoinRefusal (the reasons of docs/realtime-protocol.md §2.3)'
     ['JwtSignatureError: Failed to validate JWT signature', 'unauthorized'],
     ['RealtimeDisabledForTenant: Realtime disabled for this tenant', 'unavailable'],
     ['TenantNotFound: Tenant with the given ID does not exist', 'unavailable'],
+    ['ChannelRateLimitReached: Too many channels', 'rate_limited'],
+    ['ClientJoinRateLimitReached: Too many joins per second', 'rate_limited'],
+    ['ConnectionRateLimitReached: Too many connected users', 'rate_limited'],
   ])('%s → %s', (reason, code) => {
-    expect(permanentJoinRefusal(reason)?.code).toBe(code);
+    expect(firstJoinRefusal(reason)?.code).toBe(code);
   });
 
   it.each([
     'RealtimeRestarting: Realtime is restarting, please standby',
     'InitializingProjectConnection: Initializing project connection',
     'UnableToConnectToProject: Unable to connect to project database',
-    'ChannelRateLimitReached: Too many channels',
     'Unknown Error on Channel',
     '',
-  ])('%s → retried (not permanent)', (reason) => {
-    expect(permanentJoinRefusal(reason)).toBeUndefined();
+  ])('%s → retried', (reason) => {
+    expect(firstJoinRefusal(reason)).toBeUndefined();
   });
 });

@@ -3,7 +3,7 @@ import { MatchmakingError, MatchmakingErrorCode } from '../../core/errors';
 import type { StrategyWarning } from '../../core/MatchmakingStrategy';
 import type { PresenceMetaLike, RealtimeChannelLike, SupabaseLike } from '../supabaseLike';
 import { PresenceView } from './PresenceView';
-import { isQuotaMessage, permanentJoinRefusal } from './presenceProtocol';
+import { firstJoinRefusal, isQuotaMessage } from './presenceProtocol';
 import { PresenceCallLimiter, QuotaWarningCode } from './quotaGuard';
 
 /** What a {@link PresenceRoom} tells its owner. */
@@ -293,20 +293,11 @@ export class PresenceRoom {
     this.#tracked = false;
     if (this.#leaveRequested) return;
     const reason = error?.message ?? '';
-    if (this.#joins === 0 && isQuotaMessage(reason) && this.#waiters.length > 0) {
-      // A refused first join (too many joins/channels/users): fail the search now instead of retrying forever.
-      this.#stopError = new MatchmakingError(
-        MatchmakingErrorCode.RateLimited,
-        `Realtime refused to join ${this.name}: "${reason}". A Supabase Realtime quota was exceeded (see docs/presence-capacity.md).`,
-        { cause: error, details: { channel: this.name, message: reason } },
-      );
-      this.#rejectWaiters(this.#stopError);
-      return;
-    }
-    const refusal = this.#joins === 0 && this.#waiters.length > 0 ? permanentJoinRefusal(reason) : undefined;
+    const refusal = this.#joins === 0 && this.#waiters.length > 0 ? firstJoinRefusal(reason) : undefined;
     if (refusal) {
-      // Refused for good (private channels only, Realtime disabled, token refused): end the search with the
-      // server's reason now; supabase-js would rejoin forever and the join timeout would hide the reason.
+      // A first join refused over a quota or for good (private channels only, Realtime disabled, token
+      // refused): end the search with the server's reason now; supabase-js would rejoin forever and the join
+      // timeout would hide the reason.
       this.#stopError = new MatchmakingError(
         refusal.code,
         `Realtime refused to join ${this.name}: "${reason}". ${refusal.advice}`,

@@ -163,18 +163,25 @@ export function isQuotaMessage(message: string): boolean {
   return /too many|rate ?limit|limit exceeded|size exceeded/i.test(message);
 }
 
-/** A join refusal that no rejoin will change, as the error a search should end with. */
+/** A refusal of a search's first channel join, as the error the search should end with. */
 export interface JoinRefusal {
-  readonly code: 'forbidden' | 'unauthorized' | 'unavailable';
+  readonly code: 'rate_limited' | 'forbidden' | 'unauthorized' | 'unavailable';
   readonly advice: string;
 }
 
 /**
- * Classifies a Realtime join-error reason (`<Code>: <message>`) that is permanent for this project or token,
- * so the search ends at once instead of supabase-js rejoining forever. Transient reasons (restarts, the
- * project still connecting) and quota reasons (see {@link isQuotaMessage}) answer `undefined`.
+ * Classifies a Realtime join-error reason (`<Code>: <message>`) that should end a search whose first join it
+ * refused, instead of supabase-js rejoining forever: a quota (see {@link isQuotaMessage}), or a refusal that is
+ * permanent for this project or token. Transient reasons (restarts, the project still connecting) answer
+ * `undefined`.
  */
-export function permanentJoinRefusal(reason: string): JoinRefusal | undefined {
+export function firstJoinRefusal(reason: string): JoinRefusal | undefined {
+  if (isQuotaMessage(reason)) {
+    return {
+      code: 'rate_limited',
+      advice: 'A Supabase Realtime quota was exceeded (see docs/presence-capacity.md).',
+    };
+  }
   const code = /^(\w+):/.exec(reason)?.[1];
   switch (code) {
     case 'PrivateOnly':
