@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { RealtimeChannel, SupabaseClient } from '@supabase/supabase-js';
+import type { RealtimeChannel } from '@supabase/supabase-js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   Matchmaker,
@@ -9,7 +9,7 @@ import {
 } from '../../src/index';
 import type { LocalSupabase } from '../../src/testing/index';
 import { recordEvents } from '../conformance/suite';
-import { OwningStrategy } from '../helpers/presenceClients';
+import { disconnectClient, OwningStrategy, owningMatchmaker } from '../helpers/presenceClients';
 import { PresenceObserver } from '../helpers/presenceObserver';
 import { startQueueStack } from '../helpers/queueStack';
 import { StatusLog, type WireLog, type WireMessage, wireClient } from '../helpers/realtimeWire';
@@ -89,12 +89,7 @@ async function recordedSearcher(prefix: string, joinTimeoutMs?: number) {
     ...(joinTimeoutMs === undefined ? {} : { joinTimeoutMs }),
     environment: { random: () => 0 },
   });
-  const matchmaker = new Matchmaker(
-    new OwningStrategy(strategy, async () => {
-      await client.removeAllChannels();
-      await client.realtime.disconnect();
-    }),
-  );
+  const matchmaker = new Matchmaker(new OwningStrategy(strategy, () => disconnectClient(client)));
   cleanups.push(() => matchmaker.close());
   return {
     userId: user.id,
@@ -210,21 +205,19 @@ async function moveElsewhere(s: Recorded, current: number, target: number) {
 /** A real searcher in shard 1 (and its events). */
 async function partnerInShard1(prefix: string) {
   const user = await stack.createUser();
-  const client: SupabaseClient = createSupabaseClient(stack, { accessToken: user.accessToken });
-  const strategy = new ShardedPresenceStrategy({
-    supabase: client,
-    channelPrefix: prefix,
-    shards: 2,
-    placement: 'round-robin',
-    rotateAfterMs: 600_000,
-    settleMs: 0,
-    environment: { random: () => 0.99 },
-  });
-  const matchmaker = new Matchmaker(
-    new OwningStrategy(strategy, async () => {
-      await client.removeAllChannels();
-      await client.realtime.disconnect();
-    }),
+  const { matchmaker } = await owningMatchmaker(
+    stack,
+    user.id,
+    (supabase) =>
+      new ShardedPresenceStrategy({
+        supabase,
+        channelPrefix: prefix,
+        shards: 2,
+        placement: 'round-robin',
+        rotateAfterMs: 600_000,
+        settleMs: 0,
+        environment: { random: () => 0.99 },
+      }),
   );
   cleanups.push(() => matchmaker.close());
   return { userId: user.id, matchmaker, events: recordEvents(matchmaker) };
