@@ -104,7 +104,7 @@ function toWireMatch(match: StoredMatch): WireMatch {
 }
 
 /** `JSON.stringify(frame)`, with the match's JSON serialised once per match rather than once per frame. */
-function serializeFrame(frame: ServerFrame): string {
+export function serializeFrame(frame: ServerFrame): string {
   if (frame.type !== 'matched') return JSON.stringify(frame);
   let match = wireJson.get(frame.match);
   if (match === undefined) {
