@@ -102,10 +102,13 @@ describe('inline criteria test', () => {
 describe('pool head log', () => {
   it('is written after about one claim in four and stays a lower bound of the open tickets', async () => {
     const s = await current.client();
-    await s.query('truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, matchmaker.pool_heads');
+    await s.query(
+      'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, matchmaker.pool_heads',
+    );
     await configure(s, { criteria_keys: [{ key: 'room' }] });
     const pairs = 80;
-    const heads = async () => Number((await s.query('select count(*) as n from matchmaker.pool_heads')).rows[0].n);
+    const heads = async () =>
+      Number((await s.query('select count(*) as n from matchmaker.pool_heads')).rows[0].n);
     const headsBefore = await heads();
     for (let i = 0; i < pairs; i += 1) {
       // Three waiting, then one claim: the claim takes the oldest, at the head of the pool.
@@ -156,7 +159,9 @@ describe('default eligibility hook', () => {
     const db = await createQueueDb({ migrate: false });
     try {
       const s = await db.client();
-      await applyMigrations(s, { migrations: MIGRATIONS.filter((m) => m.version < FEWER_STATEMENTS_VERSION) });
+      await applyMigrations(s, {
+        migrations: MIGRATIONS.filter((m) => m.version < FEWER_STATEMENTS_VERSION),
+      });
       await s.query(`create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean
         language sql stable set search_path = '' as $$ select a <> b $$`);
       await applyMigrations(s);
