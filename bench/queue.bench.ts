@@ -329,7 +329,7 @@ async function measureJoins(
       },
       {
         key: 'lean',
-        label: 'queue tier before 000600 (session 2)',
+        label: 'queue tier before 000800 (session 3)',
         run: () => runClosedLoop(leanS, seconds, joinOp(pools)),
       },
       {
@@ -353,7 +353,7 @@ async function measureJoins(
         },
         {
           key: 'pgbench-lean',
-          label: 'before 000600, driven by pgbench',
+          label: 'before 000800, driven by pgbench',
           run: () => runPgbenchJoins(ctx.config, lean, pools, seconds, sizes.connections),
         },
       );
@@ -396,11 +396,11 @@ async function measureJoins(
     const prev = results.get('previous')?.rate ?? Number.NaN;
     const leanRate = results.get('lean')?.rate ?? Number.NaN;
     ctx.report(`joins/s, ${where}: shipped / before 000400`, cur / prev, 'x', { note: 'same rounds' });
-    ctx.report(`joins/s, ${where}: shipped / before 000600`, cur / leanRate, 'x', { note: 'same rounds' });
+    ctx.report(`joins/s, ${where}: shipped / before 000800`, cur / leanRate, 'x', { note: 'same rounds' });
     const pgb = results.get('pgbench')?.rate;
     const pgbLean = results.get('pgbench-lean')?.rate;
     if (pgb !== undefined && pgbLean !== undefined) {
-      ctx.report(`joins/s, ${where}, pgbench-driven: shipped / before 000600`, pgb / pgbLean, 'x', {
+      ctx.report(`joins/s, ${where}, pgbench-driven: shipped / before 000800`, pgb / pgbLean, 'x', {
         note: 'same rounds',
       });
     }
@@ -497,7 +497,7 @@ async function measureBatch(
     ratioTo: 'C_tpcb',
     note: bNote,
   });
-  ctx.log.info(`batch: before 000600 vs shipped, A B A B`);
+  ctx.log.info(`batch: before 000800 vs shipped, A B A B`);
   const bl = await ctx.interleave(
     () => batch(lean),
     () => batch(current),
@@ -506,7 +506,7 @@ async function measureBatch(
     ratioTo: 'C_tpcb',
     note: bNote,
   });
-  ctx.report('batch matches/s, before 000600', bl.a.median.rate, 'matches/s', {
+  ctx.report('batch matches/s, before 000800', bl.a.median.rate, 'matches/s', {
     ratioTo: 'C_tpcb',
     note: bNote,
   });

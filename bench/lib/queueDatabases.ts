@@ -22,14 +22,14 @@ export const QUEUE_DATABASE_PREFIX = 'bench_q_';
 /** Version of the first queue migration: the design before `20261128000400_matchmaker_queue_faster_join`. */
 export const FIRST_QUEUE_VERSION = '20261128000100';
 
-/** First version not in a `lean` database: `20261128000600_matchmaker_queue_lighter_writes`. */
-export const LIGHTER_WRITES_VERSION = '20261128000600';
+/** First version not in a `lean` database: `20261128000800_matchmaker_queue_fewer_statements`. */
+export const LEAN_BEFORE_VERSION = '20261128000800';
 
 /**
  * What a database holds:
  * - `current`: every shipped migration (the queue tier as it ships now);
  * - `previous`: only the first queue migration (per-pool lock, helpers in SQL functions), for A B comparisons;
- * - `lean`: the migrations before `20261128000600_matchmaker_queue_lighter_writes` (session 2's shipped state);
+ * - `lean`: the migrations before `20261128000800_matchmaker_queue_fewer_statements` (session 3's shipped state);
  * - `seed`: the design's Tier 2 SQL, verbatim (the baseline).
  */
 export type QueueSchema = 'current' | 'previous' | 'lean' | 'seed';
@@ -101,7 +101,7 @@ export async function createQueueDatabase(config: BenchConfig, schema: QueueSche
         schema === 'previous'
           ? MIGRATIONS.filter((m) => m.version === FIRST_QUEUE_VERSION)
           : schema === 'lean'
-            ? MIGRATIONS.filter((m) => m.version < LIGHTER_WRITES_VERSION)
+            ? MIGRATIONS.filter((m) => m.version < LEAN_BEFORE_VERSION)
             : MIGRATIONS;
       await applyMigrations(admin, { migrations });
     }
