@@ -39,6 +39,14 @@
 --     never overwritten.
 --
 -- MEASURED: see bench/README.md "Queue tier" (session 4).
+--
+-- WHAT WAS TRIED AND NOT DONE
+--   * The claim and the waiting insert in the pairing statement too (one data-modifying statement
+--     for every join, four statements in all): 8% fewer joins/s (A B, 5 rounds, pgbench over 1,000
+--     pools). A statement that may write four tables opens all their indexes whenever it runs, also
+--     on the half of the joins that only wait.
+--   * No pool-registry trigger and no expires_at index on tickets (an upper bound of what bypassing
+--     the trigger for the join's own insert could give): +1.5%, within the noise of the runs.
 -- =============================================================================================
 
 do $prereq$
