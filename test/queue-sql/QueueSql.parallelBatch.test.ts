@@ -283,6 +283,26 @@ describe('several workers on one pool', () => {
     expect(ranks).toEqual([...consecutive(0, 10), [20, -1], ...consecutive(21, 10)]);
   });
 
+  it('a ticket whose heartbeat is being written is waited for, not skipped (it keeps its FIFO partner)', async () => {
+    await reset();
+    const order = await load(admin, 'a', 8);
+    const [h, w] = [await db.client(), await db.client()];
+    // A heartbeat in flight on the third ticket: its row is locked FOR NO KEY UPDATE until it commits.
+    await h.query('begin');
+    await h.query('update matchmaker.tickets set last_seen_at = clock_timestamp() where user_id = $1', [
+      order[2],
+    ]);
+    const stepping = step(w, 1000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const waiting = await admin.query(
+      `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+    );
+    expect(waiting.rows[0].n).toBe(1);
+    await h.query('commit');
+    expect((await stepping).pairs).toBe(4);
+    expect(await pairRanks(admin, order)).toEqual(consecutive(0, 4));
+  });
+
   it('with a replaced eligibility hook, a second step waits for the first (one worker at a time)', async () => {
     await reset();
     await admin.query(`create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean
