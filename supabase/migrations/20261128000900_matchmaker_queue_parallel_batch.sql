@@ -64,14 +64,32 @@
 --     a join waits for the exclusive one queues behind the join (Postgres grants no new shared lock
 --     over a waiting exclusive request), and the join waits only for chunks already running.
 --
--- MEASURED: bench/README.md "Queue tier" (session 4) and bench/queue.bench.ts "batch, N workers".
+-- MEASURED (2-core VM shared with other work, load 3-4; 20,000 waiting tickets in one pool,
+--   CALL matchmaker.run_maintenance() from 1 or 2 sessions; A B A B, 5 rounds, medians; pgbench TPC-B
+--   -c 8 -j 2 -T 20 in the same lock hold; bench/README.md "Queue tier", session 4)
+--   before this migration, 1 worker   15,156 matches/s   (4.97x C_tpcb 3,048 tps)
+--   before this migration, 2 workers  15,462             (the exclusive lock serialises them)
+--   this migration, 1 worker          16,969  (+12%: the one-statement writer)
+--   this migration, 2 workers         27,386  (8.98x C_tpcb; rounds 25,751-29,920)
+--   A second hold (load 5-6): 15,918 / 12,810 / 17,314 / 24,565 (7.57x C_tpcb 3,243).
+--   Where the time goes (one worker, per 1,000 pairs, ~50 ms): the rows and their 13 btree entries
+--   per pair, ~14% building the two JSON payloads (jsonb_build_object resolves its argument types on
+--   every call), ~5% gen_random_uuid (3 per pair); the claim (serialised: SELECT 2.0 ms + DELETE
+--   4.2 ms, pg_stat_statements on a profiling cluster) is ~10% of it, which bounds 2 workers at ~1.8x.
 --
 -- WHAT WAS TRIED AND NOT DONE
 --   * A replaced eligibility hook with shared workers: a refusal changes every later pair of the
 --     pool (FIFO pairs around it), and claims after it may already be committed by other workers;
 --     such pools keep one worker at a time (exclusive lock), as before.
 --   * FOR UPDATE SKIP LOCKED as the claim: it also skips a ticket whose heartbeat is in flight,
---     which would then be paired out of FIFO order (and could be left beside a tail ticket).
+--     which would then be paired out of FIFO order (and could be left beside a tail ticket); with it,
+--     the heartbeat test of test/queue-sql/QueueSql.parallelBatch.test.ts failed 3 runs out of 3.
+--   * Deleting the claimed tickets by ticket id inside the claim (an index probe per ticket): 7.4 ms
+--     per 1,000 pairs of serialised time where the delete by tuple id takes 4.2 ms (a timing A B of
+--     the two variants was within this machine's noise); the claim is what two workers cannot share.
+--   * Building the payloads as text and casting to jsonb: ~20% cheaper than jsonb_build_object for
+--     that part alone (~3% of a chunk), not worth hand-written JSON.
+--   * More workers than cores: 3 and 4 workers were no faster than 2 on this 2-core VM.
 -- =============================================================================================
 
 do $prereq$

@@ -422,6 +422,25 @@ describe('several workers on one pool', () => {
   });
 });
 
+describe('matchmaker._hook_is_default()', () => {
+  it('recognises the shipped hooks (000100 SQL, 000800 PL/pgSQL) and nothing else', async () => {
+    const s = await current.client();
+    const verdict = async (language: string, body: string) => {
+      await s.query(
+        `create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean language ${language} stable
+         set search_path = '' as $fn$${body}$fn$`,
+      );
+      return (await s.query('select matchmaker._hook_is_default() as r')).rows[0].r as boolean;
+    };
+    expect(await verdict('sql', '\n  select true\n')).toBe(true);
+    expect(await verdict('plpgsql', '\n      begin\n        return true;\n      end\n      ')).toBe(true);
+    expect(await verdict('sql', 'select a <> b')).toBe(false);
+    expect(await verdict('sql', 'select true and a <> b')).toBe(false);
+    expect(await verdict('plpgsql', 'begin return a <> b; end')).toBe(false);
+    await verdict('sql', 'select true');
+  });
+});
+
 /** A stand-in for pg_cron in a test database: records schedule/unschedule calls. NOT pg_cron. */
 const CRON_STAND_IN = `
   create schema cron;
