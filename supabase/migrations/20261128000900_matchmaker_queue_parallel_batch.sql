@@ -69,9 +69,12 @@
 --   -c 8 -j 2 -T 20 in the same lock hold; bench/README.md "Queue tier", session 4)
 --   before this migration, 1 worker   15,156 matches/s   (4.97x C_tpcb 3,048 tps)
 --   before this migration, 2 workers  15,462             (the exclusive lock serialises them)
---   this migration, 1 worker          16,969  (+12%: the one-statement writer)
+--   this migration, 1 worker          16,969  (+12% here, each drain after a checkpoint; +1% in the
+--                                              full benchmark run, which drains without one)
 --   this migration, 2 workers         27,386  (8.98x C_tpcb; rounds 25,751-29,920)
---   A second hold (load 5-6): 15,918 / 12,810 / 17,314 / 24,565 (7.57x C_tpcb 3,243).
+--   A second hold (load 5-6): 15,918 / 12,810 / 17,314 / 24,565 (7.57x C_tpcb 3,243). The full
+--   benchmark (npm run bench -- queue, C_tpcb 3,429): 20,358 / 19,929 / 20,601 / 28,894 (8.43x).
+--   So the issue's "batch >= 10x C_tpcb" is NOT reached on this 2-core VM (7.6-9.0x with 2 workers).
 --   Where the time goes (one worker, per 1,000 pairs, ~50 ms): the rows and their 13 btree entries
 --   per pair, ~14% building the two JSON payloads (jsonb_build_object resolves its argument types on
 --   every call), ~5% gen_random_uuid (3 per pair); the claim (serialised: SELECT 2.0 ms + DELETE
