@@ -280,13 +280,11 @@ declare
   v_now timestamptz := pg_catalog.clock_timestamp();
   v_key integer := pg_catalog.hashtext(p_pool);
   v_hint bigint;
-  v_ids uuid[];
   v_tids tid[];
-  v_n integer;
+  v_ids uuid[];
+  v_n integer := 0;
   v_count integer;
   v_more integer;
-  g_id uuid[]; g_user uuid[]; g_pool text[]; g_crit jsonb[]; g_enq timestamptz[]; g_seq bigint[];
-  m_id uuid[]; m_user uuid[]; m_pool text[]; m_crit jsonb[]; m_enq timestamptz[]; m_seq bigint[];
   a_id uuid[]; a_user uuid[]; a_pool text[]; a_crit jsonb[]; a_enq timestamptz[];
   b_id uuid[]; b_user uuid[]; b_pool text[]; b_crit jsonb[]; b_enq timestamptz[];
 begin
@@ -295,51 +293,49 @@ begin
   end if;
   v_hint := coalesce((select h.head_seq from matchmaker.pool_heads as h
                       where h.pool = p_pool order by h.id desc limit 1), 0);
-  -- Claim: one worker of this pool at a time, for the length of two or three statements.
+  -- Claim: one worker of this pool at a time, for the length of two (rarely three) statements.
   perform pg_catalog.pg_advisory_lock(1835887479, v_key);
   begin
-    select coalesce(pg_catalog.array_agg(c.id order by c.seq), '{}'), coalesce(pg_catalog.array_agg(c.ctid order by c.seq), '{}')
-    into v_ids, v_tids
-    from (select t.id, t.seq, t.ctid from matchmaker.tickets as t
-          where t.pool = p_pool and t.seq >= v_hint and t.expires_at > v_now
-            and (s.heartbeat_timeout is null or t.last_seen_at > v_now - s.heartbeat_timeout)
-          order by t.seq
-          limit 2 * p_budget
-          for key share skip locked) as c;
-    v_n := pg_catalog.cardinality(v_ids) / 2;
+    -- The next unclaimed live tickets in seq order, paired 1 with 2, 3 with 4, ... (an odd last one
+    -- stays unclaimed). A live ticket's id, user, pool, criteria and enqueue time never change (a
+    -- heartbeat writes last_seen_at only), so what is read here is what gets recorded.
+    select coalesce(pg_catalog.array_agg(o.ctid), '{}') || coalesce(pg_catalog.array_agg(o.nctid), '{}'),
+           coalesce(pg_catalog.array_agg(o.id), '{}') || coalesce(pg_catalog.array_agg(o.nid), '{}'),
+           pg_catalog.array_agg(o.id), pg_catalog.array_agg(o.user_id), pg_catalog.array_agg(o.pool),
+           pg_catalog.array_agg(o.criteria), pg_catalog.array_agg(o.enqueued_at),
+           pg_catalog.array_agg(o.nid), pg_catalog.array_agg(o.nuser), pg_catalog.array_agg(o.npool),
+           pg_catalog.array_agg(o.ncrit), pg_catalog.array_agg(o.nenq)
+    into v_tids, v_ids, a_id, a_user, a_pool, a_crit, a_enq, b_id, b_user, b_pool, b_crit, b_enq
+    from (
+      select k.ctid, k.id, k.user_id, k.pool, k.criteria, k.enqueued_at,
+             pg_catalog.lead(k.ctid) over w as nctid, pg_catalog.lead(k.id) over w as nid,
+             pg_catalog.lead(k.user_id) over w as nuser, pg_catalog.lead(k.pool) over w as npool,
+             pg_catalog.lead(k.criteria) over w as ncrit, pg_catalog.lead(k.enqueued_at) over w as nenq,
+             pg_catalog.row_number() over w as r
+      from (select t.ctid, t.id, t.user_id, t.pool, t.criteria, t.enqueued_at, t.seq
+            from matchmaker.tickets as t
+            where t.pool = p_pool and t.seq >= v_hint and t.expires_at > v_now
+              and (s.heartbeat_timeout is null or t.last_seen_at > v_now - s.heartbeat_timeout)
+            order by t.seq
+            limit 2 * p_budget
+            for key share skip locked) as k
+      window w as (order by k.seq)
+    ) as o
+    where o.r % 2 = 1 and o.nid is not null;
+    v_n := coalesce(pg_catalog.cardinality(a_id), 0);
     if v_n > 0 then
       -- By tuple id (no index probe), checking the ticket id too (a line pointer freed by pruning
-      -- could hold another row). A ticket whose committed heartbeat moved it to a new tuple before
-      -- this statement's snapshot is not found there and is deleted by id below.
-      with gone as (
-        delete from matchmaker.tickets as t
-        using unnest(v_tids[1:2 * v_n], v_ids[1:2 * v_n]) as c(tid, id)
-        where t.ctid = c.tid and t.id = c.id
-        returning t.id, t.user_id, t.pool, t.criteria, t.enqueued_at, t.seq
-      )
-      select pg_catalog.count(*)::integer,
-             pg_catalog.array_agg(g.id), pg_catalog.array_agg(g.user_id), pg_catalog.array_agg(g.pool),
-             pg_catalog.array_agg(g.criteria), pg_catalog.array_agg(g.enqueued_at), pg_catalog.array_agg(g.seq)
-      into v_count, g_id, g_user, g_pool, g_crit, g_enq, g_seq
-      from gone as g;
+      -- could hold another row). A ticket whose heartbeat is in flight is waited for and its new
+      -- version deleted; one whose heartbeat committed before this statement's snapshot is not
+      -- found at its old tuple id and is deleted by id below.
+      delete from matchmaker.tickets as t
+      using unnest(v_tids, v_ids) as c(tid, id)
+      where t.ctid = c.tid and t.id = c.id;
+      get diagnostics v_count = row_count;
       if v_count < 2 * v_n then
-        with gone as (
-          delete from matchmaker.tickets as t
-          where t.id = any (v_ids[1:2 * v_n])
-          returning t.id, t.user_id, t.pool, t.criteria, t.enqueued_at, t.seq
-        )
-        select pg_catalog.count(*)::integer,
-               pg_catalog.array_agg(g.id), pg_catalog.array_agg(g.user_id), pg_catalog.array_agg(g.pool),
-               pg_catalog.array_agg(g.criteria), pg_catalog.array_agg(g.enqueued_at), pg_catalog.array_agg(g.seq)
-        into v_more, m_id, m_user, m_pool, m_crit, m_enq, m_seq
-        from gone as g;
+        delete from matchmaker.tickets as t where t.id = any (v_ids);
+        get diagnostics v_more = row_count;
         v_count := v_count + v_more;
-        g_id := coalesce(g_id, '{}') || m_id;
-        g_user := coalesce(g_user, '{}') || m_user;
-        g_pool := coalesce(g_pool, '{}') || m_pool;
-        g_crit := coalesce(g_crit, '{}') || m_crit;
-        g_enq := coalesce(g_enq, '{}') || m_enq;
-        g_seq := coalesce(g_seq, '{}') || m_seq;
       end if;
       if v_count <> 2 * v_n then
         -- A ticket was deleted without its pool lock; refuse rather than half-pair.
@@ -359,22 +355,6 @@ begin
   if v_n = 0 then
     return 0;
   end if;
-  -- Consecutive pairs in seq order: 1 with 2, 3 with 4, ...
-  select pg_catalog.array_agg(o.id), pg_catalog.array_agg(o.user_id), pg_catalog.array_agg(o.pool),
-         pg_catalog.array_agg(o.criteria), pg_catalog.array_agg(o.enqueued_at),
-         pg_catalog.array_agg(o.nid), pg_catalog.array_agg(o.nuser), pg_catalog.array_agg(o.npool),
-         pg_catalog.array_agg(o.ncrit), pg_catalog.array_agg(o.nenq)
-  into a_id, a_user, a_pool, a_crit, a_enq, b_id, b_user, b_pool, b_crit, b_enq
-  from (
-    select g.id, g.user_id, g.pool, g.criteria, g.enqueued_at,
-           pg_catalog.lead(g.id) over w as nid, pg_catalog.lead(g.user_id) over w as nuser,
-           pg_catalog.lead(g.pool) over w as npool, pg_catalog.lead(g.criteria) over w as ncrit,
-           pg_catalog.lead(g.enqueued_at) over w as nenq,
-           pg_catalog.row_number() over w as r
-    from unnest(g_id, g_user, g_pool, g_crit, g_enq, g_seq) as g(id, user_id, pool, criteria, enqueued_at, seq)
-    window w as (order by g.seq)
-  ) as o
-  where o.r % 2 = 1;
   perform matchmaker._record_pairs(pg_catalog.clock_timestamp(), s.widen,
     a_id, a_user, a_pool, a_crit, a_enq, b_id, b_user, b_pool, b_crit, b_enq);
   perform matchmaker._settle_pool(p_pool, v_hint);
