@@ -23,8 +23,8 @@
 --         SELECT ... ORDER BY seq LIMIT 2 * budget FOR KEY SHARE SKIP LOCKED (a ticket another worker
 --         claimed is deleted by it, so locked FOR UPDATE: skipped; a ticket whose heartbeat is being
 --         written is locked FOR NO KEY UPDATE, which KEY SHARE does not conflict with: NOT skipped);
---         then DELETE of the even-length prefix (waits for such a heartbeat; the odd last ticket of
---         a pool's tail stays, unclaimed);
+--         paired 1 with 2, 3 with 4, ... in that statement; then DELETE of the paired tickets by
+--         tuple id (waits for such a heartbeat; the odd last ticket of a pool's tail stays unclaimed);
 --       write (in parallel): matches, history, notifications of the claimed pairs; settle the head.
 --     Every other writer of the pool (join, cancel, heartbeat repair, expiry and stale sweeps,
 --     forget_user, a chunk needing the general loop) keeps the EXCLUSIVE lock, so none interleaves
@@ -64,21 +64,19 @@
 --     a join waits for the exclusive one queues behind the join (Postgres grants no new shared lock
 --     over a waiting exclusive request), and the join waits only for chunks already running.
 --
--- MEASURED (2-core VM shared with other work, load 3-4; 20,000 waiting tickets in one pool,
---   CALL matchmaker.run_maintenance() from 1 or 2 sessions; A B A B, 5 rounds, medians; pgbench TPC-B
+-- MEASURED (2-core VM shared with other work; 20,000 waiting tickets in one pool, CALL
+--   matchmaker.run_maintenance() from 1 or 2 sessions; A B A B, 5 rounds, medians; pgbench TPC-B
 --   -c 8 -j 2 -T 20 in the same lock hold; bench/README.md "Queue tier", session 4)
---   before this migration, 1 worker   15,156 matches/s   (4.97x C_tpcb 3,048 tps)
---   before this migration, 2 workers  15,462             (the exclusive lock serialises them)
---   this migration, 1 worker          16,969  (+12% here, each drain after a checkpoint; +1% in the
---                                              full benchmark run, which drains without one)
---   this migration, 2 workers         27,386  (8.98x C_tpcb; rounds 25,751-29,920)
---   A second hold (load 5-6): 15,918 / 12,810 / 17,314 / 24,565 (7.57x C_tpcb 3,243). The full
---   benchmark (npm run bench -- queue, C_tpcb 3,429): 20,358 / 19,929 / 20,601 / 28,894 (8.43x).
---   So the issue's "batch >= 10x C_tpcb" is NOT reached on this 2-core VM (7.6-9.0x with 2 workers).
+--   before this migration, 1 worker   14,664 matches/s   (5.07x C_tpcb 2,893 tps)
+--   before this migration, 2 workers  14,721             (the exclusive lock serialises them)
+--   this migration, 1 worker          17,391             (6.01x: the one-statement writer, the leaner claim)
+--   this migration, 2 workers         26,406             (9.13x; rounds 22,587-31,195)
+--   The full benchmark (npm run bench -- queue, C_tpcb 3,181): 18,404 / 16,801 / 20,541 / 29,527 (9.28x).
+--   So the issue's "batch >= 10x C_tpcb" is NOT reached on this 2-core VM (9.1-9.3x with 2 workers).
 --   Where the time goes (one worker, per 1,000 pairs, ~50 ms): the rows and their 13 btree entries
 --   per pair, ~14% building the two JSON payloads (jsonb_build_object resolves its argument types on
---   every call), ~5% gen_random_uuid (3 per pair); the claim (serialised: SELECT 2.0 ms + DELETE
---   4.2 ms, pg_stat_statements on a profiling cluster) is ~10% of it, which bounds 2 workers at ~1.8x.
+--   every call), ~5% gen_random_uuid (3 per pair); the claim (serialised: SELECT 3.5 ms + DELETE
+--   2.3 ms, pg_stat_statements on a profiling cluster) is ~10% of it, which bounds 2 workers at ~1.8x.
 --
 -- WHAT WAS TRIED AND NOT DONE
 --   * A replaced eligibility hook with shared workers: a refusal changes every later pair of the
@@ -88,8 +86,8 @@
 --     which would then be paired out of FIFO order (and could be left beside a tail ticket); with it,
 --     the heartbeat test of test/queue-sql/QueueSql.parallelBatch.test.ts failed 3 runs out of 3.
 --   * Deleting the claimed tickets by ticket id inside the claim (an index probe per ticket): 7.4 ms
---     per 1,000 pairs of serialised time where the delete by tuple id takes 4.2 ms (a timing A B of
---     the two variants was within this machine's noise); the claim is what two workers cannot share.
+--     per 1,000 pairs of serialised time where the delete by tuple id takes 2.3-4.2 ms (a timing A B
+--     of the variants was within this machine's noise); the claim is what two workers cannot share.
 --   * Building the payloads as text and casting to jsonb: ~20% cheaper than jsonb_build_object for
 --     that part alone (~3% of a chunk), not worth hand-written JSON.
 --   * More workers than cores: 3 and 4 workers were no faster than 2 on this 2-core VM.
