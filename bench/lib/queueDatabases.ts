@@ -25,14 +25,18 @@ export const FIRST_QUEUE_VERSION = '20261128000100';
 /** First version not in a `lean` database: `20261128000800_matchmaker_queue_fewer_statements`. */
 export const LEAN_BEFORE_VERSION = '20261128000800';
 
+/** First version not in a `serial` database: `20261128000900_matchmaker_queue_parallel_batch`. */
+export const PARALLEL_BATCH_VERSION = '20261128000900';
+
 /**
  * What a database holds:
  * - `current`: every shipped migration (the queue tier as it ships now);
  * - `previous`: only the first queue migration (per-pool lock, helpers in SQL functions), for A B comparisons;
  * - `lean`: the migrations before `20261128000800_matchmaker_queue_fewer_statements` (session 3's shipped state);
+ * - `serial`: the migrations before `20261128000900_matchmaker_queue_parallel_batch` (one batch worker per pool);
  * - `seed`: the design's Tier 2 SQL, verbatim (the baseline).
  */
-export type QueueSchema = 'current' | 'previous' | 'lean' | 'seed';
+export type QueueSchema = 'current' | 'previous' | 'lean' | 'serial' | 'seed';
 
 /** A throw-away database of the queue benchmark. */
 export interface QueueDatabase {
@@ -102,7 +106,9 @@ export async function createQueueDatabase(config: BenchConfig, schema: QueueSche
           ? MIGRATIONS.filter((m) => m.version === FIRST_QUEUE_VERSION)
           : schema === 'lean'
             ? MIGRATIONS.filter((m) => m.version < LEAN_BEFORE_VERSION)
-            : MIGRATIONS;
+            : schema === 'serial'
+              ? MIGRATIONS.filter((m) => m.version < PARALLEL_BATCH_VERSION)
+              : MIGRATIONS;
       await applyMigrations(admin, { migrations });
     }
     return {
