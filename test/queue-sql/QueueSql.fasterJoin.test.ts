@@ -4,17 +4,24 @@
  * notifications written in one insert keep realtime.send()'s contract (same rows; a failure never aborts a match).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyMigrations } from '../../src/migrations/applyMigrations';
-import { MIGRATIONS } from '../../src/migrations/migrations.generated';
-import { cancel, configure, createQueueDb, join, newUser, type QueueDb, type RpcState } from './queueDb';
+import {
+  cancel,
+  configure,
+  createQueueDb,
+  fixedUsers,
+  join,
+  newUser,
+  type QueueDb,
+  type RpcState,
+  userNamer,
+} from './queueDb';
 
 let previous: QueueDb;
 let current: QueueDb;
 
 beforeAll(async () => {
-  [previous, current] = await Promise.all([createQueueDb({ migrate: false }), createQueueDb()]);
-  const session = await previous.client();
-  await applyMigrations(session, { migrations: MIGRATIONS.filter((m) => m.version === '20261128000100') });
+  // Only the first queue migration: the join of 20261128000100 (the next migration is 000200, presence).
+  [previous, current] = await Promise.all([createQueueDb({ before: '20261128000200' }), createQueueDb()]);
 });
 afterAll(async () => {
   await Promise.all([previous?.drop(), current?.drop()]);
@@ -25,7 +32,7 @@ type Step =
   | { cancel: number }
   | { sql: string; users: number[] };
 
-const USERS = Array.from({ length: 16 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+const USERS = fixedUsers(16);
 const TICKETS = Array.from(
   { length: 16 },
   (_, i) => `10000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
@@ -71,10 +78,7 @@ const SCENARIO: Step[] = [
   { join: 9, criteria: { lang: 'it' } },
 ];
 
-const who = (id: unknown): string => {
-  const index = USERS.indexOf(String(id));
-  return index >= 0 ? `u${index}` : id === null || id === undefined ? '-' : 'other';
-};
+const who = userNamer(USERS);
 
 function describeState(r: RpcState) {
   return {

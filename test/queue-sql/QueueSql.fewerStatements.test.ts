@@ -10,6 +10,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyMigrations } from '../../src/migrations/applyMigrations';
 import { MIGRATIONS } from '../../src/migrations/migrations.generated';
+import { CRITERIA_INPUTS, CRITERIA_KEY_SETS } from './criteriaCases';
 import { configure, createQueueDb, join, newUser, type QueueDb, type Session } from './queueDb';
 
 const FEWER_STATEMENTS_VERSION = '20261128000800';
@@ -36,47 +37,12 @@ async function outcome(s: Session, sql: string, params: unknown[]): Promise<unkn
 }
 
 describe('inline criteria test', () => {
-  const KEYS = [
-    [],
-    [{ key: 'room' }],
-    [{ key: 'room' }, { key: 'lang', match: 'exact' }],
-    [{ key: 'room', default: 'r1' }],
-    [{ key: 'room' }, { key: 'tz', match: 'flexible' }],
-    [{ key: 'room' }, { key: 'tz', match: 'flexible', widen_after: '10 seconds' }],
-  ];
-  const INPUTS = [
-    '{}',
-    '{"room":"a"}',
-    '{"room":"a","lang":"en"}',
-    '{"lang":"en"}',
-    '{"room":5}',
-    '{"room":true}',
-    '{"room":null}',
-    '{"room":"*"}',
-    '{"room":"any"}',
-    '{"room":"ANY"}',
-    '{"room":""}',
-    `{"room":"${'x'.repeat(65)}"}`,
-    `{"room":"${'x'.repeat(64)}"}`,
-    `{"room":"${'é'.repeat(64)}"}`,
-    `{"room":"${'é'.repeat(65)}"}`,
-    '{"room":"a\\nb"}',
-    '{"room":["a"]}',
-    '{"other":"a"}',
-    '{"room":{"a":1}}',
-    '{"tz":"*"}',
-    '{"room":"a","tz":"+01"}',
-    '[]',
-    '"room"',
-    'null',
-  ];
-
   it('gives every join the pool and criteria of the general normalisation, errors included', async () => {
     const s = await current.client();
     let compared = 0;
-    for (const keys of KEYS) {
+    for (const keys of CRITERIA_KEY_SETS) {
       await configure(s, { criteria_keys: keys });
-      for (const input of INPUTS) {
+      for (const input of CRITERIA_INPUTS) {
         const general = await outcome(
           s,
           'select n.pool, n.criteria from matchmaker._normalize_criteria_general($1::jsonb, $2::jsonb) as n',
@@ -95,7 +61,7 @@ describe('inline criteria test', () => {
         compared += 1;
       }
     }
-    expect(compared).toBe(KEYS.length * INPUTS.length);
+    expect(compared).toBe(CRITERIA_KEY_SETS.length * CRITERIA_INPUTS.length);
   });
 });
 

@@ -10,18 +10,19 @@
  *   the real 1.4 path runs in QueueSql.pgCron.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyMigrations } from '../../src/migrations/applyMigrations';
-import { MIGRATIONS } from '../../src/migrations/migrations.generated';
+import { CRITERIA_INPUTS, CRITERIA_KEY_SETS } from './criteriaCases';
 import {
   cancel,
   configure,
   createQueueDb,
+  fixedUsers,
   join,
   processOnce,
   type QueueDb,
   type RpcState,
   type Session,
   state,
+  userNamer,
 } from './queueDb';
 
 const LEAN_VERSION = '20261128000500';
@@ -30,20 +31,15 @@ let previous: QueueDb;
 let current: QueueDb;
 
 beforeAll(async () => {
-  [previous, current] = await Promise.all([createQueueDb({ migrate: false }), createQueueDb()]);
-  const session = await previous.client();
-  await applyMigrations(session, { migrations: MIGRATIONS.filter((m) => m.version < LEAN_VERSION) });
+  [previous, current] = await Promise.all([createQueueDb({ before: LEAN_VERSION }), createQueueDb()]);
 });
 afterAll(async () => {
   await Promise.all([previous?.drop(), current?.drop()]);
 });
 
-const USERS = Array.from({ length: 40 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+const USERS = fixedUsers(40);
 const TICKETS = Array.from({ length: 8 }, (_, i) => `00000000-0000-4000-9000-${String(i).padStart(12, '0')}`);
-const who = (id: unknown): string => {
-  const index = USERS.indexOf(String(id));
-  return index >= 0 ? `u${index}` : id === null || id === undefined ? '-' : 'other';
-};
+const who = userNamer(USERS);
 
 async function errorOf(run: () => Promise<unknown>): Promise<string> {
   try {
@@ -56,38 +52,11 @@ async function errorOf(run: () => Promise<unknown>): Promise<string> {
 }
 
 describe('criteria fast path', () => {
-  const KEYS = [
-    [],
-    [{ key: 'room' }],
-    [{ key: 'room' }, { key: 'lang', match: 'exact' }],
-    [{ key: 'room', default: 'r1' }],
-    [{ key: 'room' }, { key: 'tz', match: 'flexible' }],
-  ];
-  const INPUTS = [
-    '{}',
-    '{"room":"a"}',
-    '{"room":"a","lang":"en"}',
-    '{"lang":"en"}',
-    '{"room":5}',
-    '{"room":true}',
-    '{"room":null}',
-    '{"room":"*"}',
-    '{"room":"any"}',
-    `{"room":"${'x'.repeat(65)}"}`,
-    `{"room":"${'x'.repeat(64)}"}`,
-    '{"other":"a"}',
-    '{"room":{"a":1}}',
-    '{"tz":"*"}',
-    '[]',
-    '"room"',
-    'null',
-  ];
-
   it('returns what the general normalisation returns, errors included, for every key set and input', async () => {
     const s = await current.client();
     let compared = 0;
-    for (const keys of KEYS) {
-      for (const input of INPUTS) {
+    for (const keys of CRITERIA_KEY_SETS) {
+      for (const input of CRITERIA_INPUTS) {
         const call = (fn: string) =>
           s
             .query(`select n.pool, n.criteria from matchmaker.${fn}($1::jsonb, $2::jsonb) as n`, [
@@ -103,7 +72,7 @@ describe('criteria fast path', () => {
         compared += 1;
       }
     }
-    expect(compared).toBe(KEYS.length * INPUTS.length);
+    expect(compared).toBe(CRITERIA_KEY_SETS.length * CRITERIA_INPUTS.length);
   });
 
   it('is the path a plain exact-key join takes (the general function is not called for it)', async () => {

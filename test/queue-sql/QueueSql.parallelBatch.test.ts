@@ -13,17 +13,17 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { applyMigrations } from '../../src/migrations/applyMigrations';
-import { MIGRATIONS } from '../../src/migrations/migrations.generated';
 import {
   cancel,
   configure,
   createQueueDb,
+  fixedUsers,
   heartbeat,
   join,
   processOnce,
   type QueueDb,
   type Session,
+  userNamer,
 } from './queueDb';
 
 const PARALLEL_VERSION = '20261128000900';
@@ -32,19 +32,14 @@ let previous: QueueDb;
 let current: QueueDb;
 
 beforeAll(async () => {
-  [previous, current] = await Promise.all([createQueueDb({ migrate: false }), createQueueDb()]);
-  const session = await previous.client();
-  await applyMigrations(session, { migrations: MIGRATIONS.filter((m) => m.version < PARALLEL_VERSION) });
+  [previous, current] = await Promise.all([createQueueDb({ before: PARALLEL_VERSION }), createQueueDb()]);
 });
 afterAll(async () => {
   await Promise.all([previous?.drop(), current?.drop()]);
 });
 
-const USERS = Array.from({ length: 40 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
-const who = (id: unknown): string => {
-  const index = USERS.indexOf(String(id));
-  return index >= 0 ? `u${index}` : id === null || id === undefined ? '-' : 'other';
-};
+const USERS = fixedUsers(40);
+const who = userNamer(USERS);
 const TRUNCATE =
   'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, matchmaker.pool_heads, realtime.messages';
 

@@ -6,6 +6,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { applyMigrations } from '../../src/migrations/applyMigrations';
+import { MIGRATIONS } from '../../src/migrations/migrations.generated';
 import { withAdmin, withDatabase } from '../../src/testing/database';
 import { installSupabaseShape } from '../../src/testing/supabaseShape';
 
@@ -23,9 +24,19 @@ export interface QueueDb {
 
 export { withDatabase };
 
-/** Creates `sm_q_<random>` with Supabase's shape; applies the shipped migrations unless `migrate: false`. */
+/**
+ * Creates `sm_q_<random>` with Supabase's shape; applies the shipped migrations (or those before `before`) unless
+ * `migrate: false`.
+ */
 export async function createQueueDb(
-  options: { migrate?: boolean; serverUrl?: string; poolSize?: number; setupSql?: string } = {},
+  options: {
+    migrate?: boolean;
+    /** Apply only the migrations whose version is lower than this one (the state before it). */
+    before?: string;
+    serverUrl?: string;
+    poolSize?: number;
+    setupSql?: string;
+  } = {},
 ): Promise<QueueDb> {
   const serverUrl = options.serverUrl ?? SERVER_URL;
   const name = `sm_q_${randomBytes(6).toString('hex')}`;
@@ -61,7 +72,11 @@ export async function createQueueDb(
     if (options.migrate !== false) {
       const client = await pool.connect();
       try {
-        await applyMigrations(client);
+        const before = options.before;
+        await applyMigrations(
+          client,
+          before === undefined ? {} : { migrations: MIGRATIONS.filter((m) => m.version < before) },
+        );
       } finally {
         client.release();
       }
@@ -291,4 +306,17 @@ export async function openRpc(session: Session, uid: string, call: string, param
   );
   const r = await session.query(call, params);
   return r.rows[0] as Record<string, unknown>;
+}
+
+/** `n` fixed user ids (`00000000-0000-4000-8000-<index>`), so two databases can be given the same script. */
+export function fixedUsers(n: number): string[] {
+  return Array.from({ length: n }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+}
+
+/** Names ids of `users` as `u<index>` (`-` for none, `other` for an id not in the list), to compare databases. */
+export function userNamer(users: readonly string[]): (id: unknown) => string {
+  return (id) => {
+    const index = users.indexOf(String(id));
+    return index >= 0 ? `u${index}` : id === null || id === undefined ? '-' : 'other';
+  };
 }
