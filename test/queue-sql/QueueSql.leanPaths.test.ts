@@ -12,6 +12,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CRITERIA_INPUTS, CRITERIA_KEY_SETS } from './criteriaCases';
 import {
+  CRON_STAND_IN,
   cancel,
   configure,
   createQueueDb,
@@ -299,18 +300,6 @@ describe('broadcast rows', () => {
     expect(r.rows[0]).toEqual({ n: 12, with_id: 12, shape: 12 });
   });
 });
-
-/** A stand-in for pg_cron in a test database: records schedule/unschedule calls. NOT pg_cron. */
-const CRON_STAND_IN = `
-  create schema cron;
-  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text not null, command text not null);
-  create function cron.schedule(job_name text, schedule text, command text) returns bigint language sql as $$
-    insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
-    on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
-    returning jobid $$;
-  create function cron.unschedule(job_id bigint) returns boolean language sql as $$
-    with d as (delete from cron.job where jobid = job_id returning 1) select exists (select 1 from d) $$;
-`;
 
 describe('pg_cron scheduling branches (stand-in cron schema; real pg_cron 1.5 not available here)', () => {
   let db: QueueDb;

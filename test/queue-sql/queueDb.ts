@@ -320,3 +320,15 @@ export function userNamer(users: readonly string[]): (id: unknown) => string {
     return index >= 0 ? `u${index}` : id === null || id === undefined ? '-' : 'other';
   };
 }
+
+/** A stand-in for pg_cron in a test database: records schedule/unschedule calls. NOT pg_cron. */
+export const CRON_STAND_IN = `
+  create schema cron;
+  create table cron.job (jobid bigserial primary key, jobname text unique, schedule text not null, command text not null);
+  create function cron.schedule(job_name text, schedule text, command text) returns bigint language sql as $$
+    insert into cron.job (jobname, schedule, command) values (job_name, schedule, command)
+    on conflict (jobname) do update set schedule = excluded.schedule, command = excluded.command
+    returning jobid $$;
+  create function cron.unschedule(job_id bigint) returns boolean language sql as $$
+    with d as (delete from cron.job where jobid = job_id returning 1) select exists (select 1 from d) $$;
+`;
