@@ -5,7 +5,7 @@
  *
  * Debian's pg_cron is 1.4 (schedules by the minute): the migration schedules '* * * * *' and the job loops for
  * 50 s sweeping every 5 s; with pg_cron 1.5+ it would schedule '5 seconds'. The test waits for the sweep (up to
- * ~70 s on 1.4).
+ * ~70 s on 1.4). The last test schedules two workers (20261128000900) and waits for pg_cron to start both.
  */
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -154,4 +154,73 @@ it('real pg_cron sweeps an expired ticket (history + notification) and pairs a s
     await client.query(`select count(*)::int as n from cron.job_run_details d join cron.job j using (jobid)
     where j.jobname = 'matchmaker-maintenance' and d.status = 'failed'`);
   expect(runs.rows[0].n).toBe(0);
+});
+
+it('real pg_cron runs two maintenance workers at once, and the backlog they drain is paired as by one worker', {
+  timeout: 150_000,
+}, async () => {
+  await client.query(
+    `update matchmaker.settings set criteria_keys = '[{"key":"lang"}]', heartbeat_timeout = null`,
+  );
+  // Only the two workers scheduled here run: the earlier job and any run of it are stopped first.
+  await stopOurJobs(client);
+  const deadline = Date.now() + 140_000;
+  const runningWorkers = async () =>
+    Number(
+      (
+        await client.query(`select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and query like 'call matchmaker.run_maintenance%' and state = 'active'`)
+      ).rows[0].n,
+    );
+  while ((await runningWorkers()) > 0) {
+    if (Date.now() > deadline) throw new Error('an earlier maintenance run did not stop');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  await client.query(`select matchmaker.schedule_maintenance(interval '2 seconds', 2)`);
+  const jobs = await client.query(
+    `select jobname, schedule, command from cron.job where jobname like 'matchmaker-maintenance%' order by jobname`,
+  );
+  expect(jobs.rows.map((j) => j.jobname)).toEqual(['matchmaker-maintenance', 'matchmaker-maintenance-2']);
+  expect(new Set(jobs.rows.map((j) => `${j.schedule} ${j.command}`)).size).toBe(1);
+  // pg_cron starts both jobs at the next run (the minute, on 1.4); wait until both loops are running.
+  while ((await runningWorkers()) < 2) {
+    if (Date.now() > deadline) throw new Error('pg_cron did not start both maintenance workers in time');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  // A backlog in one pool (inserted directly, as an import would): both loops sweep it every 2 s.
+  const size = 6_000;
+  const inserted = await client.query(
+    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
+     select gen_random_uuid(), '{"lang": "tok"}', '{"lang": "tok"}', clock_timestamp() + interval '5 minutes'
+     from generate_series(1, $1)
+     returning user_id, seq`,
+    [size],
+  );
+  const seqs = [...inserted.rows].sort((x, y) => Number(x.seq) - Number(y.seq));
+  while (
+    Number(
+      (await client.query(`select count(*)::int as n from matchmaker.tickets where pool = '{"lang": "tok"}'`))
+        .rows[0].n,
+    ) > 0
+  ) {
+    if (Date.now() > deadline) throw new Error('the two workers did not drain the backlog in time');
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  // Every ticket matched exactly once, with its neighbour in enqueue order (1-2, 3-4, ...): FIFO as one worker.
+  const order = new Map(seqs.map((row, i) => [row.user_id as string, i]));
+  const matches = await client.query(
+    `select user_a, user_b from matchmaker.matches where pool = '{"lang": "tok"}'`,
+  );
+  expect(matches.rows).toHaveLength(size / 2);
+  const seen = new Set<string>();
+  for (const m of matches.rows) {
+    const [a, b] = [order.get(m.user_a as string), order.get(m.user_b as string)];
+    expect(a !== undefined && b !== undefined && a % 2 === 0 && b === a + 1, `${a}-${b}`).toBe(true);
+    seen.add(m.user_a as string).add(m.user_b as string);
+  }
+  expect(seen.size).toBe(size);
+  const failed =
+    await client.query(`select count(*)::int as n from cron.job_run_details d join cron.job j using (jobid)
+    where j.jobname like 'matchmaker-maintenance%' and d.status = 'failed'`);
+  expect(failed.rows[0].n).toBe(0);
 });
