@@ -18,8 +18,9 @@
 --       - plan_cache_mode = force_generic_plan: every statement is planned once per session (the
 --         plans are the index scans enable_seqscan/enable_bitmapscan = off already force);
 --       - the "criteria already normal" test of matchmaker._normalize_criteria (20261128000500) is
---         evaluated inline as one jsonpath expression (no function call, no jsonb_each scan); any
---         other criteria still go through matchmaker._normalize_criteria;
+--         one jsonpath expression in matchmaker._criteria_is_normal, which both the join (as a simple
+--         expression, where it ran `select ... from _normalize_criteria(...)`) and
+--         _normalize_criteria call; any other criteria still go through _normalize_criteria;
 --       - the pool head hint and the pool's first waiting ticket come from one statement; when that
 --         ticket is live, has the same criteria and the hook accepts the pair (the common case), it
 --         is claimed at once; otherwise the keyset loop of 20261128000400 runs exactly as before;
@@ -64,6 +65,43 @@ $prereq$;
 insert into matchmaker.schema_migrations (version, name)
 values ('20261128000800', 'matchmaker_queue_fewer_statements')
 on conflict (version) do nothing;
+
+-- ---------------------------------------------------------------------------------------------
+-- "Already normal" criteria: the one definition of 20261128000500's fast test, now one jsonpath
+-- expression (no jsonb_each / jsonb_array_elements scans). Every declared key is exact without a
+-- default, and the criteria are an object of declared keys with string values that are not '*' or
+-- 'any' and at most 64 characters; the general normalisation returns such criteria unchanged, with
+-- their text as the pool. PL/pgSQL: compiled once per session and called as a simple expression.
+-- ---------------------------------------------------------------------------------------------
+create function matchmaker._criteria_is_normal(p_criteria jsonb, p_keys jsonb) returns boolean
+language plpgsql immutable
+set search_path = ''
+as $fn$
+begin
+  return pg_catalog.jsonb_typeof(p_criteria) = 'object'
+    and not pg_catalog.jsonb_path_exists(p_keys,
+      '$[*] ? (exists(@."default") || (exists(@."match") && @."match" != "exact"))')
+    and not pg_catalog.jsonb_path_exists(p_criteria,
+      'strict $.keyvalue() ? (@.value.type() != "string" || @.value == "*" || @.value == "any" || @.value like_regex "^.{65}" flag "s" || !(@.key == $keys[*]))',
+      pg_catalog.jsonb_build_object('keys', pg_catalog.jsonb_path_query_array(p_keys, '$[*].key')));
+end
+$fn$;
+
+-- The criteria fast path of 20261128000500 through that test; same answers.
+create or replace function matchmaker._normalize_criteria(p_criteria jsonb, p_keys jsonb, out pool text, out criteria jsonb)
+language plpgsql stable
+set search_path = ''
+as $fn$
+begin
+  if matchmaker._criteria_is_normal(p_criteria, p_keys) then
+    pool := p_criteria::text;
+    criteria := p_criteria;
+    return;
+  end if;
+  select n.pool, n.criteria into pool, criteria
+  from matchmaker._normalize_criteria_general(p_criteria, p_keys) as n;
+end
+$fn$;
 
 -- ---------------------------------------------------------------------------------------------
 -- The default eligibility hook, in PL/pgSQL, unless the host replaced it.
@@ -121,7 +159,6 @@ declare
   v_retired integer := 0;
   v_match uuid;
   v_meet jsonb;
-  v_head bigint;
   v_at_head boolean := false;
   v_gone integer;
   v_pay_p jsonb;
@@ -140,15 +177,7 @@ begin
      and (p_criteria is null or p_criteria = '{}'::jsonb or pg_catalog.jsonb_typeof(p_criteria) = 'null') then
     v_pool := '{}';
     v_criteria := '{}'::jsonb;
-  elsif pg_catalog.jsonb_typeof(p_criteria) = 'object'
-     -- Already normal (matchmaker._normalize_criteria's fast test, as one expression): every
-     -- declared key is exact without a default, and the criteria are an object of declared keys
-     -- with string values that are not '*' or 'any' and at most 64 characters.
-     and not pg_catalog.jsonb_path_exists(s.criteria_keys,
-       '$[*] ? (exists(@."default") || (exists(@."match") && @."match" != "exact"))')
-     and not pg_catalog.jsonb_path_exists(p_criteria,
-       'strict $.keyvalue() ? (@.value.type() != "string" || @.value == "*" || @.value == "any" || @.value like_regex "^.{65}" flag "s" || !(@.key == $keys[*]))',
-       pg_catalog.jsonb_build_object('keys', pg_catalog.jsonb_path_query_array(s.criteria_keys, '$[*].key'))) then
+  elsif matchmaker._criteria_is_normal(p_criteria, s.criteria_keys) then
     v_pool := p_criteria::text;
     v_criteria := p_criteria;
   else
@@ -322,17 +351,10 @@ begin
     -- Cannot happen while every writer holds the pool lock; refuse rather than half-pair.
     raise exception 'matchmaker: internal error: claimed ticket vanished' using errcode = '40001';
   end if;
-  -- Advance the pool's head log (as _settle_pool): after a claim past the head always, after a
-  -- claim at the head once every ~4 claims (see header).
+  -- Advance the pool's head log: after a claim past the head always, after a claim at the head once
+  -- every ~4 claims (see header).
   if not v_at_head or p.seq % 4 = 0 then
-    select t.seq into v_head from matchmaker.tickets as t
-    where t.pool = v_pool and t.seq >= v_hint order by t.seq limit 1;
-    if v_head is null then
-      v_head := pg_catalog.nextval('matchmaker.ticket_seq');
-    end if;
-    if v_head > v_hint then
-      insert into matchmaker.pool_heads (pool, head_seq) values (v_pool, v_head);
-    end if;
+    perform matchmaker._settle_pool(v_pool, v_hint);
   end if;
   return pg_catalog.jsonb_build_object(
     'status', 'matched', 'result', 'created',
@@ -347,3 +369,4 @@ $fn$;
 
 -- Privileges: replaced functions keep their (revoked) grants; restated for the record.
 revoke all on function matchmaker._join(uuid, jsonb, uuid) from public, anon, authenticated, service_role;
+revoke all on function matchmaker._criteria_is_normal(jsonb, jsonb) from public, anon, authenticated, service_role;

@@ -1,6 +1,6 @@
 /**
  * Migration 20261128000800 (a join in fewer statements): what it changed answers exactly as before.
- * - the inline "criteria already normal" test gives every join the pool and criteria the general normalisation
+ * - the "criteria already normal" test (matchmaker._criteria_is_normal, one jsonpath expression) gives every join the pool and criteria the general normalisation
  *   gives (errors included), for every key set and input, including the ones near its edges;
  * - the pool head is logged after about one claim in four, and stays a lower bound of the pool's open tickets;
  * - the default eligibility hook is PL/pgSQL on a fresh database, and a host's own hook survives the migration.
@@ -36,7 +36,7 @@ async function outcome(s: Session, sql: string, params: unknown[]): Promise<unkn
   }
 }
 
-describe('inline criteria test', () => {
+describe('criteria already normal (one jsonpath expression)', () => {
   it('gives every join the pool and criteria of the general normalisation, errors included', async () => {
     const s = await current.client();
     let compared = 0;

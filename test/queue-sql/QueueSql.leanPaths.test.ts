@@ -94,8 +94,9 @@ describe('criteria fast path', () => {
     const after = await calls();
     await s.query('rollback');
     await s.query('reset track_functions');
-    // The string value takes the fast path, which 20261128000800 evaluates inside the join (no call at all);
-    // the number fails the fast test and is normalised by the general function, through _normalize_criteria.
+    // The string value takes the fast path, which since 20261128000800 the join tests itself
+    // (matchmaker._criteria_is_normal, not _normalize_criteria); the number fails that test and is normalised
+    // by the general function, through _normalize_criteria.
     expect({ fast: after.fast - before.fast, general: after.general - before.general }).toEqual({
       fast: 1,
       general: 1,
