@@ -1,0 +1,312 @@
+-- =============================================================================================
+-- supabase-matchmaker: queue tier, a join with fewer statements around its work (schema version
+-- 20261128001000)
+-- =============================================================================================
+--
+-- WHY
+--   Instruction counts of one backend (valgrind callgrind on `postgres --single`: the same 2,000
+--   PostgREST-shaped join transactions over 1,000 pools on every variant, so a figure repeats to the
+--   instruction; bench/README.md "Joins, session 5") showed a join still running statements that do
+--   no matchmaking work:
+--     * `PERFORM pg_advisory_xact_lock(...)` runs a SELECT statement (executor start-up and shutdown,
+--       ~10,000 instructions) where an expression does the same;
+--     * the settings row and the probes that send a join to the general path (an open ticket for the
+--       user, a ticket id already used) were two statements;
+--     * the joiner's match object was built twice (its notification and its answer).
+--
+-- WHAT CHANGES (same rule, same locks in the same order, same rows, notifications and answers)
+--   matchmaker._join (the fast path; the general join is untouched):
+--     * takes the user lock first, then reads the settings and the probes in ONE statement; the
+--       criteria are normalised after the lock (normalising reads no table and takes no lock; the
+--       general join, which a busy user goes to, normalises them itself, with the same errors);
+--     * takes both advisory locks in assignments (simple expressions, no executor);
+--     * builds the joiner's match object once.
+--
+-- MEASURED (instructions per join, 2,000 joins after 1,000 warm-up joins, 1,000 pools)
+--     every migration through 20261128000900    1,144,955
+--     with this migration                       1,109,826 (-3.1%)
+--   The same transactions cost 731,227 for a pgbench TPC-B transaction, 362,069 for a PostgREST-shaped
+--   one-row insert and 258,768 for a PostgREST-shaped call of a function that only builds a small
+--   jsonb: what a join does beyond the RPC itself (~850,000) is more than a whole TPC-B transaction.
+--
+-- WHAT WAS MEASURED AND NOT DONE (same method)
+--   * No SET clause on the helpers a join calls (the criteria test, the default eligibility hook,
+--     the pool-registry trigger) and the join's settings on the public wrapper only: a further
+--     -1.6%. Every function of the tier keeps `search_path = ''` (an invariant the security tests
+--     check) instead.
+--   * No subtransaction around the pairing statement: -0.5%. It keeps a refused notification from
+--     aborting a match; kept.
+--   * The pool-registry trigger skipped for the join's own insert (a WHEN clause on a setting the
+--     join sets, the registry probed in the join's head statement): +2.4%, slower.
+--   * Payloads concatenated as text and cast to jsonb instead of jsonb_build_object: -14% per
+--     payload, about -2% per join; not worth hand-written JSON.
+--   Upper bounds, to show where a join's instructions go (not shippable as they stand): without the
+--   two history rows -7.5%, without the two notification rows -4.6%, without the CHECK constraints
+--   of ticket_history and matches -2.7% (every INSERT statement deserialises and plans each CHECK
+--   again), without the registry trigger and the expires_at index -3.3%.
+--
+-- EXISTING DATA: nothing is rewritten.
+-- =============================================================================================
+
+do $prereq$
+begin
+  if pg_catalog.to_regprocedure('matchmaker._criteria_is_normal(jsonb, jsonb)') is null
+     or pg_catalog.to_regprocedure('matchmaker._hook_is_default()') is null then
+    raise exception 'matchmaker: the join-statements migration needs the parallel-batch migration'
+      using errcode = '55000',
+            hint = 'Apply every migration up to 20261128000900 first.';
+  end if;
+end
+$prereq$;
+
+insert into matchmaker.schema_migrations (version, name)
+values ('20261128001000', 'matchmaker_queue_join_statements')
+on conflict (version) do nothing;
+
+-- ---------------------------------------------------------------------------------------------
+-- Join, fast path (replaces 20261128000800's): see header.
+-- ---------------------------------------------------------------------------------------------
+create or replace function matchmaker._join(p_user uuid, p_criteria jsonb, p_ticket_id uuid) returns jsonb
+language plpgsql volatile
+set search_path = ''
+set enable_seqscan = off
+set enable_bitmapscan = off
+set plan_cache_mode = force_generic_plan
+as $fn$
+declare
+  s matchmaker.settings;
+  v_pool text;
+  v_criteria jsonb;
+  v_mine jsonb;
+  v_id uuid;
+  v_topic text;
+  v_hb integer;
+  v_now timestamptz;
+  v_hint bigint;
+  v_after bigint;
+  v_batch integer;
+  r matchmaker.tickets;
+  p matchmaker.tickets;
+  v_t matchmaker.tickets;
+  v_expired uuid[] := '{}';
+  v_stale uuid[] := '{}';
+  v_retired integer := 0;
+  v_match uuid;
+  v_meet jsonb;
+  v_at_head boolean := false;
+  v_gone integer;
+  v_pay_p jsonb;
+  v_pay_me jsonb;
+  v_msg_p uuid;
+  v_msg_me uuid;
+  v_locked boolean;
+  v_busy boolean;
+  v_match_me jsonb;
+begin
+  if p_user is null then
+    perform matchmaker._require_user(p_user);
+  end if;
+  -- User lock (lock order: user -> pool), then the settings and the cases the general join handles,
+  -- in one statement. Checked under the user lock only: no other transaction can open a ticket for
+  -- this user or finish one it does not have. A lock taken in an assignment is a simple expression
+  -- (no executor start), where PERFORM runs a SELECT statement.
+  v_locked := pg_catalog.pg_advisory_xact_lock(1835887476, pg_catalog.hashtext(p_user::text)) is null;
+  select x.singleton, x.ticket_ttl, x.heartbeat_timeout, x.criteria_keys, x.widen, x.claim_retire_limit,
+         exists (select 1 from matchmaker.tickets as t where t.user_id = p_user)
+         or (p_ticket_id is not null
+             and (exists (select 1 from matchmaker.ticket_history as hh where hh.ticket_id = p_ticket_id)
+                  or exists (select 1 from matchmaker.tickets as t where t.id = p_ticket_id)))
+    into s.singleton, s.ticket_ttl, s.heartbeat_timeout, s.criteria_keys, s.widen, s.claim_retire_limit, v_busy
+  from matchmaker.settings as x where x.singleton;
+  if s.singleton is null then
+    s := matchmaker._settings();   -- raises: the settings row is missing
+  end if;
+  if v_busy then
+    return matchmaker._join_general(p_user, p_criteria, p_ticket_id);
+  end if;
+  if s.criteria_keys = '[]'::jsonb
+     and (p_criteria is null or p_criteria = '{}'::jsonb or pg_catalog.jsonb_typeof(p_criteria) = 'null') then
+    v_pool := '{}';
+    v_criteria := '{}'::jsonb;
+  elsif matchmaker._criteria_is_normal(p_criteria, s.criteria_keys) then
+    v_pool := p_criteria::text;
+    v_criteria := p_criteria;
+  else
+    select n.pool, n.criteria into v_pool, v_criteria
+    from matchmaker._normalize_criteria(p_criteria, s.criteria_keys) as n;
+  end if;
+  v_id := coalesce(p_ticket_id, gen_random_uuid());
+  v_topic := 'matchmaker:user:' || p_user::text;
+  v_hb := case when s.heartbeat_timeout is null then null
+    else greatest(1000, (extract(epoch from s.heartbeat_timeout) * 1000 / 3)::integer) end;
+
+  -- Critical section: from here to the commit this transaction holds the pool lock.
+  v_locked := pg_catalog.pg_advisory_xact_lock(1835887475, pg_catalog.hashtext(v_pool)) is null;
+  v_now := pg_catalog.clock_timestamp();
+  -- The head hint and the first ticket at or after it, in one statement (taken after the lock).
+  select hx.hint, c.* into v_hint, r.id, r.user_id, r.pool, r.criteria, r.seq, r.enqueued_at, r.expires_at,
+         r.last_seen_at, r.widens_at
+  from (select coalesce((select h.head_seq from matchmaker.pool_heads as h
+                         where h.pool = v_pool order by h.id desc limit 1), 0) as hint) as hx
+  left join lateral (
+    select t.id, t.user_id, t.pool, t.criteria, t.seq, t.enqueued_at, t.expires_at, t.last_seen_at, t.widens_at
+    from matchmaker.tickets as t
+    where t.pool = v_pool and t.seq >= hx.hint
+    order by t.seq
+    limit 1) as c on true;
+
+  if r.id is not null
+     and r.user_id <> p_user
+     and r.expires_at > v_now
+     and not (s.heartbeat_timeout is not null and r.last_seen_at <= v_now - s.heartbeat_timeout)
+     and r.criteria = v_criteria
+     and coalesce(matchmaker.is_eligible(r.user_id, p_user), false) then
+    -- The common case: the pool's first ticket is live, equal and accepted.
+    p := r;
+    v_at_head := true;
+  elsif r.id is not null then
+    -- Claim: the oldest waiting ticket of the pool that is live, compatible and eligible (as _claim).
+    v_after := v_hint - 1;
+    <<batches>>
+    loop
+      v_batch := 0;
+      for r in
+        select * from matchmaker.tickets as t
+        where t.pool = v_pool and t.seq > v_after
+        order by t.seq
+        limit 32
+      loop
+        v_batch := v_batch + 1;
+        v_after := r.seq;
+        continue when r.user_id = p_user;
+        if r.expires_at <= v_now then
+          if pg_catalog.cardinality(v_expired) < s.claim_retire_limit then
+            v_expired := v_expired || r.id;
+          end if;
+          continue;
+        end if;
+        if s.heartbeat_timeout is not null and r.last_seen_at <= v_now - s.heartbeat_timeout then
+          if pg_catalog.cardinality(v_stale) < s.claim_retire_limit then
+            v_stale := v_stale || r.id;
+          end if;
+          continue;
+        end if;
+        -- Equal criteria are always compatible (each key: equal, or '*' after widening on either side).
+        if r.criteria <> v_criteria then
+          v_mine := coalesce(v_mine, matchmaker._effective(v_criteria, v_now, v_now, s.widen));
+          continue when not matchmaker._compatible(
+            matchmaker._effective(r.criteria, r.enqueued_at, v_now, s.widen), v_mine);
+        end if;
+        continue when not coalesce(matchmaker.is_eligible(r.user_id, p_user), false);
+        p := r;
+        exit batches;
+      end loop;
+      exit batches when v_batch < 32;
+    end loop batches;
+    if pg_catalog.cardinality(v_expired) > 0 then
+      v_retired := v_retired + matchmaker._retire(v_expired, 'expired', 'ttl', v_now, s.heartbeat_timeout);
+    end if;
+    if pg_catalog.cardinality(v_stale) > 0 then
+      v_retired := v_retired + matchmaker._retire(v_stale, 'disconnected', 'heartbeat_timeout', v_now, s.heartbeat_timeout);
+    end if;
+  end if;
+
+  if p.id is null then
+    -- Nobody to pair with: wait.
+    insert into matchmaker.tickets (id, user_id, pool, criteria, enqueued_at, expires_at, last_seen_at, widens_at)
+    values (v_id, p_user, v_pool, v_criteria, v_now, v_now + s.ticket_ttl, v_now,
+            case when s.widen = '{}'::jsonb then null
+                 else matchmaker._next_widen(v_criteria, v_now, v_now, s.widen) end)
+    returning * into v_t;
+    if v_retired > 0 then
+      perform matchmaker._settle_pool(v_pool, v_hint);
+    end if;
+    return pg_catalog.jsonb_build_object(
+      'status', 'waiting', 'result', 'created',
+      'ticket', pg_catalog.jsonb_build_object('id', v_t.id, 'criteria', v_t.criteria, 'pool', v_t.pool,
+        'enqueued_at', v_t.enqueued_at, 'expires_at', v_t.expires_at, 'last_seen_at', v_t.last_seen_at,
+        'widens_at', v_t.widens_at),
+      'match', null, 'reason', null, 'topic', v_topic, 'heartbeat_interval_ms', v_hb,
+      'server_time', pg_catalog.clock_timestamp());
+  end if;
+
+  -- Pair p (older: ticket_a) with the joiner, whose ticket goes straight to history.
+  v_match := gen_random_uuid();
+  v_meet := case when p.criteria = v_criteria and s.widen = '{}'::jsonb then v_criteria
+    else matchmaker._meet(matchmaker._effective(p.criteria, p.enqueued_at, v_now, s.widen),
+                          coalesce(v_mine, matchmaker._effective(v_criteria, v_now, v_now, s.widen))) end;
+  -- The notification payloads with the message row id as "id" (as realtime.send() writes them).
+  v_msg_p := gen_random_uuid();
+  v_msg_me := gen_random_uuid();
+  v_pay_p := pg_catalog.jsonb_build_object('type', 'matched', 'ticket_id', p.id, 'user_id', p.user_id,
+    'match', pg_catalog.jsonb_build_object('id', v_match, 'partner_id', p_user, 'created_at', v_now,
+      'criteria', v_meet), 'id', v_msg_p);
+  v_match_me := pg_catalog.jsonb_build_object('id', v_match, 'partner_id', p.user_id, 'created_at', v_now,
+    'criteria', v_meet);
+  v_pay_me := pg_catalog.jsonb_build_object('type', 'matched', 'ticket_id', v_id, 'user_id', p_user,
+    'match', v_match_me, 'id', v_msg_me);
+  begin
+    -- Everything in one statement: the claimed ticket leaves, the match and both history rows are
+    -- written only if it did, and both notifications are the rows realtime.send() would insert
+    -- (private, extension 'broadcast', the row id also in the payload as "id").
+    with gone as (
+      delete from matchmaker.tickets as t where t.id = p.id returning t.id
+    ), made as (
+      insert into matchmaker.matches (id, user_a, user_b, ticket_a, ticket_b, pool, criteria, created_at)
+      select v_match, p.user_id, p_user, p.id, v_id, v_pool, v_meet, v_now from gone
+      returning id
+    ), hist as (
+      insert into matchmaker.ticket_history
+        (ticket_id, user_id, outcome, reason, match_id, partner_id, match_criteria, pool, criteria, enqueued_at, ended_at)
+      select h.ticket_id, h.user_id, 'matched', null, v_match, h.partner_id, v_meet, h.pool, h.criteria, h.enqueued_at, v_now
+      from made
+      cross join (values (p.id, p.user_id, p_user, p.pool, p.criteria, p.enqueued_at),
+                         (v_id, p_user, p.user_id, v_pool, v_criteria, v_now))
+        as h(ticket_id, user_id, partner_id, pool, criteria, enqueued_at)
+    ), sent as (
+      insert into realtime.messages (id, payload, event, topic, private, extension)
+      select m.id, m.payload, 'matched', m.topic, true, 'broadcast'
+      from made
+      cross join (values (v_msg_p, v_pay_p, 'matchmaker:user:' || p.user_id::text),
+                         (v_msg_me, v_pay_me, v_topic))
+        as m(id, payload, topic)
+    )
+    select pg_catalog.count(*)::integer into v_gone from gone;
+  exception when others then
+    -- The notifications' insert was refused (or anything else failed): pair without it, then send
+    -- each notification through realtime.send(), which only warns. A failure that is not the
+    -- notifications' fails again here and aborts the join, as it would have before.
+    delete from matchmaker.tickets as t where t.id = p.id;
+    get diagnostics v_gone = row_count;
+    if v_gone = 1 then
+      insert into matchmaker.matches (id, user_a, user_b, ticket_a, ticket_b, pool, criteria, created_at)
+      values (v_match, p.user_id, p_user, p.id, v_id, v_pool, v_meet, v_now);
+      insert into matchmaker.ticket_history
+        (ticket_id, user_id, outcome, reason, match_id, partner_id, match_criteria, pool, criteria, enqueued_at, ended_at)
+      values (p.id, p.user_id, 'matched', null, v_match, p_user, v_meet, p.pool, p.criteria, p.enqueued_at, v_now),
+             (v_id, p_user, 'matched', null, v_match, p.user_id, v_meet, v_pool, v_criteria, v_now, v_now);
+      perform realtime.send(v_pay_p - 'id', 'matched', 'matchmaker:user:' || p.user_id::text, true);
+      perform realtime.send(v_pay_me - 'id', 'matched', v_topic, true);
+    end if;
+  end;
+  if v_gone <> 1 then
+    -- Cannot happen while every writer holds the pool lock; refuse rather than half-pair.
+    raise exception 'matchmaker: internal error: claimed ticket vanished' using errcode = '40001';
+  end if;
+  -- Advance the pool's head log: after a claim past the head always, after a claim at the head once
+  -- every ~4 claims (see header).
+  if not v_at_head or p.seq % 4 = 0 then
+    perform matchmaker._settle_pool(v_pool, v_hint);
+  end if;
+  return pg_catalog.jsonb_build_object(
+    'status', 'matched', 'result', 'created',
+    'ticket', pg_catalog.jsonb_build_object('id', v_id, 'criteria', v_criteria, 'pool', v_pool,
+      'enqueued_at', v_now, 'ended_at', v_now),
+    'match', v_match_me,
+    'reason', null, 'topic', v_topic, 'heartbeat_interval_ms', v_hb,
+    'server_time', pg_catalog.clock_timestamp());
+end
+$fn$;
+
+-- Privileges: a replaced function keeps its (revoked) grants; restated for the record.
+revoke all on function matchmaker._join(uuid, jsonb, uuid) from public, anon, authenticated, service_role;
