@@ -22,14 +22,16 @@
 --     * takes both advisory locks in assignments (simple expressions, no executor);
 --     * builds the joiner's match object once.
 --
--- MEASURED (instructions per join, 2,000 joins after 1,000 warm-up joins, 1,000 pools)
---     every migration through 20261128000900    1,144,955
---     with this migration                       1,109,826 (-3.1%)
---   The same transactions cost 731,227 for a pgbench TPC-B transaction, 362,069 for a PostgREST-shaped
---   one-row insert and 258,768 for a PostgREST-shaped call of a function that only builds a small
---   jsonb: what a join does beyond the RPC itself (~850,000) is more than a whole TPC-B transaction.
+-- MEASURED (`npm run bench:instructions -- --before 20261128001000`: instructions per transaction,
+--   2,000 transactions after 1,000 warm-up ones, joins over 1,000 pools)
+--     join, every migration through 20261128000900     1,155,221
+--     join, with this migration                        1,125,298 (-2.6%)
+--     pgbench TPC-B transaction                          731,482
+--     PostgREST-shaped one-row insert                    361,786
+--     PostgREST-shaped call of a function building a small jsonb   241,138
+--   What a join does beyond the RPC itself (~880,000) is more than a whole TPC-B transaction.
 --
--- WHAT WAS MEASURED AND NOT DONE (same method)
+-- WHAT WAS MEASURED AND NOT DONE (callgrind, the same kind of script, on scratch variants of this migration)
 --   * No SET clause on the helpers a join calls (the criteria test, the default eligibility hook,
 --     the pool-registry trigger) and the join's settings on the public wrapper only: a further
 --     -1.6%. Every function of the tier keeps `search_path = ''` (an invariant the security tests
