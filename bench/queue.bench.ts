@@ -19,7 +19,7 @@ import { Matchmaker } from '../src/core/Matchmaker';
 import { applyMigrations } from '../src/migrations/applyMigrations';
 import { QueueStrategy } from '../src/strategies/queue/QueueStrategy';
 import { diffCounters, startLocalSupabase } from '../src/testing/index';
-import { pgConnectionArgs, runCommand } from './lib/calibration';
+import { createPgbenchDatabase, type PgbenchDatabase, pgConnectionArgs, runCommand } from './lib/calibration';
 import type { BenchConfig, BenchEnv } from './lib/config';
 import type { LatencyHistogram } from './lib/histogram';
 import { parsePgbenchOutput } from './lib/parsers';
@@ -198,6 +198,8 @@ interface Variant {
 /** Medians (and the range of the rounds) of one variant of {@link roundRobin}. */
 interface RoundRobinResult {
   readonly rate: number;
+  /** Each round's rate, in round order (to pair variants measured side by side). */
+  readonly rounds: readonly number[];
   readonly min: number;
   readonly max: number;
   readonly matchedShare: number;
@@ -219,6 +221,7 @@ async function roundRobin(
     const firstError = list.find((r) => r.firstError !== undefined)?.firstError;
     result.set(key, {
       rate: median(list.map((r) => r.opsPerSec)),
+      rounds: list.map((r) => r.opsPerSec),
       min: Math.min(...list.map((r) => r.opsPerSec)),
       max: Math.max(...list.map((r) => r.opsPerSec)),
       matchedShare: median(list.map((r) => (r.ops > 0 ? r.matched / r.ops : 0))),
@@ -299,6 +302,33 @@ async function runPgbenchJoins(
   }
 }
 
+/**
+ * pgbench's TPC-B transaction as `C_tpcb` runs it (`-c 8 -j 2`, synchronous commit on, a scale-`BENCH_PG_SCALE`
+ * database), for `seconds`: a round of its own among the join variants, so the join's ratio to TPC-B can be taken
+ * round by round, each pair measured a few seconds apart, where `C_tpcb` is measured once before the benchmark.
+ */
+async function runPgbenchTpcb(
+  config: BenchConfig,
+  database: PgbenchDatabase,
+  seconds: number,
+): Promise<LoadResult> {
+  const whole = Math.max(1, Math.round(seconds));
+  const { stdout, stderr } = await runCommand(
+    'pgbench',
+    [...pgConnectionArgs(config), '-n', '-c', '8', '-j', '2', '-T', String(whole), database.name],
+    { env: { PGOPTIONS: '-c synchronous_commit=on' }, timeoutMs: (whole + 120) * 1_000 },
+  );
+  const report = parsePgbenchOutput(`${stdout}\n${stderr}`);
+  return {
+    ops: report.transactions,
+    opsPerSec: report.tps,
+    matched: 0,
+    errors: report.failed,
+    seconds: whole,
+    ...(report.failed > 0 ? { firstError: `${report.failed} pgbench transactions failed` } : {}),
+  };
+}
+
 async function measureJoins(
   ctx: BenchContext,
   sizes: QueueBenchSizes,
@@ -336,92 +366,113 @@ async function measureJoins(
     `${fmt(r.matchedShare * 100)}% of joins matched` +
     (r.errors > 0 ? `; ${r.errors} errors (${r.firstError ?? ''})` : '');
 
-  for (const pools of [1, sizes.manyPools]) {
-    const where = pools === 1 ? '1 pool' : `${fmt(pools)} pools`;
-    ctx.log.info(`joins/s, ${where}: ${rounds} rounds of ${seconds} s per variant`);
-    const variants: Variant[] = [
-      {
-        key: 'previous',
-        label: 'queue tier before 000400',
-        run: () => runClosedLoop(prevS, seconds, joinOp(pools)),
-      },
-      {
-        key: 'lean',
-        label: 'queue tier before 000800 (session 3)',
-        run: () => runClosedLoop(leanS, seconds, joinOp(pools)),
-      },
-      {
-        key: 'current',
-        label: 'queue tier (shipped)',
-        run: () => runClosedLoop(curS, seconds, joinOp(pools, polled)),
-      },
-      {
-        key: 'async',
-        label: 'shipped, synchronous_commit off (bound, unsafe)',
-        run: () => runClosedLoop(curS, seconds, joinOp(pools, undefined, true)),
-      },
-    ];
-    if (pools !== 1) {
-      // The same join transaction driven by pgbench, the client C_tpcb is measured with (see runPgbenchJoins).
-      variants.push(
+  // TPC-B rounds beside the pgbench-driven joins (see runPgbenchTpcb); dropped after the join rounds.
+  const tpcbDb = await createPgbenchDatabase(ctx.config);
+  try {
+    for (const pools of [1, sizes.manyPools]) {
+      const where = pools === 1 ? '1 pool' : `${fmt(pools)} pools`;
+      ctx.log.info(`joins/s, ${where}: ${rounds} rounds of ${seconds} s per variant`);
+      const variants: Variant[] = [
         {
-          key: 'pgbench',
-          label: 'shipped, driven by pgbench (same client as C_tpcb)',
-          run: () => runPgbenchJoins(ctx.config, current, pools, seconds, sizes.connections),
+          key: 'previous',
+          label: 'queue tier before 000400',
+          run: () => runClosedLoop(prevS, seconds, joinOp(pools)),
         },
         {
-          key: 'pgbench-lean',
-          label: 'before 000800, driven by pgbench',
-          run: () => runPgbenchJoins(ctx.config, lean, pools, seconds, sizes.connections),
+          key: 'lean',
+          label: 'queue tier before 000800 (session 3)',
+          run: () => runClosedLoop(leanS, seconds, joinOp(pools)),
         },
-      );
-      // The harness's own ceiling: the same PostgREST-shaped transaction (node client, 3 round trips, synchronous
-      // commit) around a one-row insert. pgbench, which measures C_tpcb, is a C client; this shows what any write
-      // RPC driven from here can reach on this machine, next to the join.
-      variants.push({
-        key: 'floor',
-        label: 'PostgREST-shaped one-row insert (floor of any write RPC)',
-        run: () =>
-          runClosedLoop(curS, seconds, async (session) => {
-            const user = randomUUID();
-            await callAsUser(
-              session,
-              user,
-              'insert into public.bench_rpc_floor (user_id) values ($1::uuid)',
-              [user],
-            );
-            return false;
-          }),
-      });
+        {
+          key: 'current',
+          label: 'queue tier (shipped)',
+          run: () => runClosedLoop(curS, seconds, joinOp(pools, polled)),
+        },
+        {
+          key: 'async',
+          label: 'shipped, synchronous_commit off (bound, unsafe)',
+          run: () => runClosedLoop(curS, seconds, joinOp(pools, undefined, true)),
+        },
+      ];
+      if (pools !== 1) {
+        // The same join transaction driven by pgbench, the client C_tpcb is measured with (see runPgbenchJoins).
+        variants.push(
+          {
+            key: 'pgbench',
+            label: 'shipped, driven by pgbench (same client as C_tpcb)',
+            run: () => runPgbenchJoins(ctx.config, current, pools, seconds, sizes.connections),
+          },
+          {
+            key: 'pgbench-lean',
+            label: 'before 000800, driven by pgbench',
+            run: () => runPgbenchJoins(ctx.config, lean, pools, seconds, sizes.connections),
+          },
+          {
+            key: 'tpcb',
+            label: 'pgbench TPC-B in the same rounds (as C_tpcb, not a join)',
+            run: () => runPgbenchTpcb(ctx.config, tpcbDb, seconds),
+          },
+        );
+        // The harness's own ceiling: the same PostgREST-shaped transaction (node client, 3 round trips, synchronous
+        // commit) around a one-row insert. pgbench, which measures C_tpcb, is a C client; this shows what any write
+        // RPC driven from here can reach on this machine, next to the join.
+        variants.push({
+          key: 'floor',
+          label: 'PostgREST-shaped one-row insert (floor of any write RPC)',
+          run: () =>
+            runClosedLoop(curS, seconds, async (session) => {
+              const user = randomUUID();
+              await callAsUser(
+                session,
+                user,
+                'insert into public.bench_rpc_floor (user_id) values ($1::uuid)',
+                [user],
+              );
+              return false;
+            }),
+        });
+      }
+      if (pools === 1) {
+        variants.push({
+          key: 'seed',
+          label: "design's SQL (insert + process)",
+          run: () => runClosedLoop(seedS, seconds, (session) => seedJoin(session, nextSeedUser())),
+        });
+      }
+      const results = await roundRobin(variants, rounds);
+      for (const variant of variants) {
+        const r = results.get(variant.key);
+        if (!r) continue;
+        ctx.report(`joins/s, ${where}: ${variant.label}`, r.rate, 'joins/s', {
+          ratioTo: 'C_tpcb',
+          note: note(r),
+        });
+      }
+      const cur = results.get('current')?.rate ?? Number.NaN;
+      const prev = results.get('previous')?.rate ?? Number.NaN;
+      const leanRate = results.get('lean')?.rate ?? Number.NaN;
+      ctx.report(`joins/s, ${where}: shipped / before 000400`, cur / prev, 'x', { note: 'same rounds' });
+      ctx.report(`joins/s, ${where}: shipped / before 000800`, cur / leanRate, 'x', { note: 'same rounds' });
+      const pgb = results.get('pgbench')?.rate;
+      const pgbLean = results.get('pgbench-lean')?.rate;
+      if (pgb !== undefined && pgbLean !== undefined) {
+        ctx.report(`joins/s, ${where}, pgbench-driven: shipped / before 000800`, pgb / pgbLean, 'x', {
+          note: 'same rounds',
+        });
+      }
+      const joinRounds = results.get('pgbench')?.rounds;
+      const tpcbRounds = results.get('tpcb')?.rounds;
+      if (joinRounds !== undefined && tpcbRounds !== undefined) {
+        const ratios = joinRounds.map((rate, i) => rate / (tpcbRounds[i] ?? Number.NaN));
+        ctx.report(`joins/s, ${where}, pgbench-driven / TPC-B of the same round`, median(ratios), 'x', {
+          note:
+            `median of ${ratios.length} per-round ratios (${ratios.map((r) => r.toFixed(2)).join(', ')}); ` +
+            `the join (pgbench -c ${sizes.connections} -j 2) and TPC-B (pgbench -c 8 -j 2) ${seconds} s each, in the same round`,
+        });
+      }
     }
-    if (pools === 1) {
-      variants.push({
-        key: 'seed',
-        label: "design's SQL (insert + process)",
-        run: () => runClosedLoop(seedS, seconds, (session) => seedJoin(session, nextSeedUser())),
-      });
-    }
-    const results = await roundRobin(variants, rounds);
-    for (const variant of variants) {
-      const r = results.get(variant.key);
-      if (!r) continue;
-      ctx.report(`joins/s, ${where}: ${variant.label}`, r.rate, 'joins/s', {
-        ratioTo: 'C_tpcb',
-        note: note(r),
-      });
-    }
-    const cur = results.get('current')?.rate ?? Number.NaN;
-    const prev = results.get('previous')?.rate ?? Number.NaN;
-    const leanRate = results.get('lean')?.rate ?? Number.NaN;
-    ctx.report(`joins/s, ${where}: shipped / before 000400`, cur / prev, 'x', { note: 'same rounds' });
-    ctx.report(`joins/s, ${where}: shipped / before 000800`, cur / leanRate, 'x', { note: 'same rounds' });
-    const pgb = results.get('pgbench')?.rate;
-    const pgbLean = results.get('pgbench-lean')?.rate;
-    if (pgb !== undefined && pgbLean !== undefined) {
-      ctx.report(`joins/s, ${where}, pgbench-driven: shipped / before 000800`, pgb / pgbLean, 'x', {
-        note: 'same rounds',
-      });
-    }
+  } finally {
+    await tpcbDb.drop();
   }
 
   // DB decision latency at a fixed rate, one pool (every second join claims).
