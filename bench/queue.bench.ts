@@ -333,6 +333,7 @@ async function measureJoins(
   ctx: BenchContext,
   sizes: QueueBenchSizes,
   dbs: { previous: QueueDatabase; lean: QueueDatabase; current: QueueDatabase; seed: QueueDatabase },
+  tpcbDb: PgbenchDatabase,
 ): Promise<void> {
   const { previous, lean, current, seed } = dbs;
   for (const db of [previous, lean, current]) {
@@ -366,113 +367,107 @@ async function measureJoins(
     `${fmt(r.matchedShare * 100)}% of joins matched` +
     (r.errors > 0 ? `; ${r.errors} errors (${r.firstError ?? ''})` : '');
 
-  // TPC-B rounds beside the pgbench-driven joins (see runPgbenchTpcb); dropped after the join rounds.
-  const tpcbDb = await createPgbenchDatabase(ctx.config);
-  try {
-    for (const pools of [1, sizes.manyPools]) {
-      const where = pools === 1 ? '1 pool' : `${fmt(pools)} pools`;
-      ctx.log.info(`joins/s, ${where}: ${rounds} rounds of ${seconds} s per variant`);
-      const variants: Variant[] = [
+  for (const pools of [1, sizes.manyPools]) {
+    const where = pools === 1 ? '1 pool' : `${fmt(pools)} pools`;
+    ctx.log.info(`joins/s, ${where}: ${rounds} rounds of ${seconds} s per variant`);
+    const variants: Variant[] = [
+      {
+        key: 'previous',
+        label: 'queue tier before 000400',
+        run: () => runClosedLoop(prevS, seconds, joinOp(pools)),
+      },
+      {
+        key: 'lean',
+        label: 'queue tier before 000800 (session 3)',
+        run: () => runClosedLoop(leanS, seconds, joinOp(pools)),
+      },
+      {
+        key: 'current',
+        label: 'queue tier (shipped)',
+        run: () => runClosedLoop(curS, seconds, joinOp(pools, polled)),
+      },
+      {
+        key: 'async',
+        label: 'shipped, synchronous_commit off (bound, unsafe)',
+        run: () => runClosedLoop(curS, seconds, joinOp(pools, undefined, true)),
+      },
+    ];
+    if (pools !== 1) {
+      // The same join transaction driven by pgbench, the client C_tpcb is measured with (see runPgbenchJoins).
+      variants.push(
         {
-          key: 'previous',
-          label: 'queue tier before 000400',
-          run: () => runClosedLoop(prevS, seconds, joinOp(pools)),
+          key: 'pgbench',
+          label: 'shipped, driven by pgbench (same client as C_tpcb)',
+          run: () => runPgbenchJoins(ctx.config, current, pools, seconds, sizes.connections),
         },
         {
-          key: 'lean',
-          label: 'queue tier before 000800 (session 3)',
-          run: () => runClosedLoop(leanS, seconds, joinOp(pools)),
+          key: 'pgbench-lean',
+          label: 'before 000800, driven by pgbench',
+          run: () => runPgbenchJoins(ctx.config, lean, pools, seconds, sizes.connections),
         },
         {
-          key: 'current',
-          label: 'queue tier (shipped)',
-          run: () => runClosedLoop(curS, seconds, joinOp(pools, polled)),
+          key: 'tpcb',
+          label: 'pgbench TPC-B in the same rounds (as C_tpcb, not a join)',
+          run: () => runPgbenchTpcb(ctx.config, tpcbDb, seconds),
         },
-        {
-          key: 'async',
-          label: 'shipped, synchronous_commit off (bound, unsafe)',
-          run: () => runClosedLoop(curS, seconds, joinOp(pools, undefined, true)),
-        },
-      ];
-      if (pools !== 1) {
-        // The same join transaction driven by pgbench, the client C_tpcb is measured with (see runPgbenchJoins).
-        variants.push(
-          {
-            key: 'pgbench',
-            label: 'shipped, driven by pgbench (same client as C_tpcb)',
-            run: () => runPgbenchJoins(ctx.config, current, pools, seconds, sizes.connections),
-          },
-          {
-            key: 'pgbench-lean',
-            label: 'before 000800, driven by pgbench',
-            run: () => runPgbenchJoins(ctx.config, lean, pools, seconds, sizes.connections),
-          },
-          {
-            key: 'tpcb',
-            label: 'pgbench TPC-B in the same rounds (as C_tpcb, not a join)',
-            run: () => runPgbenchTpcb(ctx.config, tpcbDb, seconds),
-          },
-        );
-        // The harness's own ceiling: the same PostgREST-shaped transaction (node client, 3 round trips, synchronous
-        // commit) around a one-row insert. pgbench, which measures C_tpcb, is a C client; this shows what any write
-        // RPC driven from here can reach on this machine, next to the join.
-        variants.push({
-          key: 'floor',
-          label: 'PostgREST-shaped one-row insert (floor of any write RPC)',
-          run: () =>
-            runClosedLoop(curS, seconds, async (session) => {
-              const user = randomUUID();
-              await callAsUser(
-                session,
-                user,
-                'insert into public.bench_rpc_floor (user_id) values ($1::uuid)',
-                [user],
-              );
-              return false;
-            }),
-        });
-      }
-      if (pools === 1) {
-        variants.push({
-          key: 'seed',
-          label: "design's SQL (insert + process)",
-          run: () => runClosedLoop(seedS, seconds, (session) => seedJoin(session, nextSeedUser())),
-        });
-      }
-      const results = await roundRobin(variants, rounds);
-      for (const variant of variants) {
-        const r = results.get(variant.key);
-        if (!r) continue;
-        ctx.report(`joins/s, ${where}: ${variant.label}`, r.rate, 'joins/s', {
-          ratioTo: 'C_tpcb',
-          note: note(r),
-        });
-      }
-      const cur = results.get('current')?.rate ?? Number.NaN;
-      const prev = results.get('previous')?.rate ?? Number.NaN;
-      const leanRate = results.get('lean')?.rate ?? Number.NaN;
-      ctx.report(`joins/s, ${where}: shipped / before 000400`, cur / prev, 'x', { note: 'same rounds' });
-      ctx.report(`joins/s, ${where}: shipped / before 000800`, cur / leanRate, 'x', { note: 'same rounds' });
-      const pgb = results.get('pgbench')?.rate;
-      const pgbLean = results.get('pgbench-lean')?.rate;
-      if (pgb !== undefined && pgbLean !== undefined) {
-        ctx.report(`joins/s, ${where}, pgbench-driven: shipped / before 000800`, pgb / pgbLean, 'x', {
-          note: 'same rounds',
-        });
-      }
-      const joinRounds = results.get('pgbench')?.rounds;
-      const tpcbRounds = results.get('tpcb')?.rounds;
-      if (joinRounds !== undefined && tpcbRounds !== undefined) {
-        const ratios = joinRounds.map((rate, i) => rate / (tpcbRounds[i] ?? Number.NaN));
-        ctx.report(`joins/s, ${where}, pgbench-driven / TPC-B of the same round`, median(ratios), 'x', {
-          note:
-            `median of ${ratios.length} per-round ratios (${ratios.map((r) => r.toFixed(2)).join(', ')}); ` +
-            `the join (pgbench -c ${sizes.connections} -j 2) and TPC-B (pgbench -c 8 -j 2) ${seconds} s each, in the same round`,
-        });
-      }
+      );
+      // The harness's own ceiling: the same PostgREST-shaped transaction (node client, 3 round trips, synchronous
+      // commit) around a one-row insert. pgbench, which measures C_tpcb, is a C client; this shows what any write
+      // RPC driven from here can reach on this machine, next to the join.
+      variants.push({
+        key: 'floor',
+        label: 'PostgREST-shaped one-row insert (floor of any write RPC)',
+        run: () =>
+          runClosedLoop(curS, seconds, async (session) => {
+            const user = randomUUID();
+            await callAsUser(
+              session,
+              user,
+              'insert into public.bench_rpc_floor (user_id) values ($1::uuid)',
+              [user],
+            );
+            return false;
+          }),
+      });
     }
-  } finally {
-    await tpcbDb.drop();
+    if (pools === 1) {
+      variants.push({
+        key: 'seed',
+        label: "design's SQL (insert + process)",
+        run: () => runClosedLoop(seedS, seconds, (session) => seedJoin(session, nextSeedUser())),
+      });
+    }
+    const results = await roundRobin(variants, rounds);
+    for (const variant of variants) {
+      const r = results.get(variant.key);
+      if (!r) continue;
+      ctx.report(`joins/s, ${where}: ${variant.label}`, r.rate, 'joins/s', {
+        ratioTo: 'C_tpcb',
+        note: note(r),
+      });
+    }
+    const cur = results.get('current')?.rate ?? Number.NaN;
+    const prev = results.get('previous')?.rate ?? Number.NaN;
+    const leanRate = results.get('lean')?.rate ?? Number.NaN;
+    ctx.report(`joins/s, ${where}: shipped / before 000400`, cur / prev, 'x', { note: 'same rounds' });
+    ctx.report(`joins/s, ${where}: shipped / before 000800`, cur / leanRate, 'x', { note: 'same rounds' });
+    const pgb = results.get('pgbench')?.rate;
+    const pgbLean = results.get('pgbench-lean')?.rate;
+    if (pgb !== undefined && pgbLean !== undefined) {
+      ctx.report(`joins/s, ${where}, pgbench-driven: shipped / before 000800`, pgb / pgbLean, 'x', {
+        note: 'same rounds',
+      });
+    }
+    const joinRounds = results.get('pgbench')?.rounds;
+    const tpcbRounds = results.get('tpcb')?.rounds;
+    if (joinRounds !== undefined && tpcbRounds !== undefined) {
+      const ratios = joinRounds.map((rate, i) => rate / (tpcbRounds[i] ?? Number.NaN));
+      ctx.report(`joins/s, ${where}, pgbench-driven / TPC-B of the same round`, median(ratios), 'x', {
+        note:
+          `median of ${ratios.length} per-round ratios (${ratios.map((r) => r.toFixed(2)).join(', ')}); ` +
+          `the join (pgbench -c ${sizes.connections} -j 2) and TPC-B (pgbench -c 8 -j 2) ${seconds} s each, in the same round`,
+      });
+    }
   }
 
   // DB decision latency at a fixed rate, one pool (every second join claims).
@@ -553,6 +548,7 @@ async function measureBatch(
     current: QueueDatabase;
     seed: QueueDatabase;
   },
+  tpcbDb: PgbenchDatabase,
 ): Promise<void> {
   const { previous, serial, current, seed } = dbs;
   const rounds = ctx.config.rounds;
@@ -577,13 +573,21 @@ async function measureBatch(
   ctx.log.info(`batch: before 000900 (1 worker) vs shipped (${w} workers), A B A B`);
   const bw = await ctx.interleave(
     () => batch(serial, 1),
-    () => batch(current, w),
+    async () => {
+      // Then TPC-B right after, for the ratio of this round (see runPgbenchTpcb).
+      const drained = await batch(current, w);
+      const tpcb = (await runPgbenchTpcb(ctx.config, tpcbDb, sizes.joinSeconds)).opsPerSec;
+      return { ...drained, tpcb, ratio: drained.rate / tpcb };
+    },
   );
   const wNote = (workers: number) =>
     `${fmt(sizes.batchBacklog)} waiting in 1 pool, CALL matchmaker.run_maintenance() from ${workers} session${workers === 1 ? '' : 's'} at once; median of ${rounds}`;
   ctx.report(`batch matches/s, shipped, ${w} workers (recommended)`, bw.b.median.rate, 'matches/s', {
     ratioTo: 'C_tpcb',
     note: wNote(w),
+  });
+  ctx.report(`batch matches/s, shipped, ${w} workers / TPC-B of the same round`, bw.b.median.ratio, 'x', {
+    note: `median of ${rounds} per-round ratios; each round drains the backlog, then runs pgbench TPC-B (-c 8 -j 2) for ${Math.max(1, Math.round(sizes.joinSeconds))} s (TPC-B median ${fmt(bw.b.median.tpcb)} tps)`,
   });
   ctx.report('batch matches/s, before 000900, 1 worker', bw.a.median.rate, 'matches/s', {
     ratioTo: 'C_tpcb',
@@ -891,8 +895,12 @@ export const benchmark = defineBenchmark({
       open('current'),
       open('seed'),
     ]);
-    await measureJoins(ctx, sizes, { previous, lean, current, seed });
-    await measureBatch(ctx, sizes, { previous, serial, current, seed });
+    // TPC-B rounds beside the join and batch rounds (see runPgbenchTpcb).
+    const tpcbDb = await createPgbenchDatabase(ctx.config);
+    ctx.defer(() => tpcbDb.drop());
+    await measureJoins(ctx, sizes, { previous, lean, current, seed }, tpcbDb);
+    await measureBatch(ctx, sizes, { previous, serial, current, seed }, tpcbDb);
+    await tpcbDb.drop();
     await Promise.all([previous.drop(), lean.drop(), serial.drop(), seed.drop(), current.drop()]);
     await measureClaims(ctx, sizes, open);
     await measureNotified(ctx, sizes);
