@@ -1,15 +1,17 @@
 /**
  * `npm run bench:instructions -- [--before <version>…] [--keep]`: instructions per transaction of the queue
- * tier's join, of pgbench's TPC-B transaction and of two PostgREST-shaped floors, counted by valgrind's callgrind
+ * tier's join, per pair of its batch processor, of pgbench's TPC-B transaction and of two PostgREST-shaped floors,
+ * counted by valgrind's callgrind
  * on a single-user Postgres backend (`postgres --single`). Throughput on a shared 2-core machine moves by 10% between
- * identical runs; an instruction count repeats to the instruction for the same binary, data and script, so two
+ * identical runs; an instruction count does not depend on the load (two runs of this tool agree within 0.2%), so two
  * versions of the join can be compared exactly (see bench/README.md "Joins, session 5").
  *
  * Every transaction kind runs a fixed script twice, with 1,000 and with 3,000 transactions, each on a fresh copy of
  * its database; the figure is (Ir(3,000) - Ir(1,000)) / 2,000, so start-up and the first transactions' cache
  * loading cancel out. The join script is the benchmark's PostgREST-shaped transaction (`begin`, the role and JWT
  * claims by `set_config`, `select public.matchmaker_join(...)` for a new user in one of 1,000 pools, `commit`) with
- * the users and pools drawn from a fixed seed.
+ * the users and pools drawn from a fixed seed. The batch figure is one `CALL matchmaker.run_maintenance()` (one worker)
+ * on a backlog of 4,000 and of 20,000 waiting tickets in one pool: (Ir(20,000) - Ir(4,000)) / 8,000 pairs.
  *
  * Needs: root (the backend runs as `postgres` through `su`), valgrind, Debian's `pg_createcluster` for
  * PostgreSQL 15 and `pgbench`. It creates its own cluster (`15/mm_instr`, port `BENCH_INSTR_PORT`, default 54339)
@@ -135,6 +137,27 @@ async function createJoinDatabase(name: string, before?: string): Promise<void> 
   });
 }
 
+const SMALL_BACKLOG = 4_000;
+const LARGE_BACKLOG = 20_000;
+
+/**
+ * A join database plus `backlog` waiting tickets in one pool, alive for a day (so none expires or goes stale
+ * between the set-up and the measurement, which runs minutes later).
+ */
+async function createBacklogDatabase(name: string, backlog: number): Promise<void> {
+  await createJoinDatabase(name);
+  await withClient(name, async (c) => {
+    await c.query(
+      `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
+       select gen_random_uuid(), '{"room": "backlog"}', '{"room": "backlog"}'::jsonb,
+              clock_timestamp() + interval '1 day', clock_timestamp() + interval '1 day'
+       from generate_series(1, $1)`,
+      [backlog],
+    );
+    await c.query('vacuum analyze');
+  });
+}
+
 /** The floors: a SECURITY DEFINER function that only builds a small jsonb, and a table for a one-row insert. */
 async function createFloorDatabase(name: string): Promise<void> {
   await recreateDatabase(name);
@@ -176,10 +199,11 @@ function uuidFrom(next: () => number): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-4${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
-type ScriptKind = 'join' | 'call' | 'insert' | 'tpcb';
+type ScriptKind = 'join' | 'call' | 'insert' | 'tpcb' | 'drain';
 
 /** One statement per line (single-user mode ends a statement at the newline). */
 function script(kind: ScriptKind, transactions: number): string {
+  if (kind === 'drain') return 'call matchmaker.run_maintenance();\n';
   const next = seeded(7);
   const lines: string[] = [];
   for (let i = 0; i < transactions; i += 1) {
@@ -218,7 +242,12 @@ function script(kind: ScriptKind, transactions: number): string {
 }
 
 /** Instructions of one single-user backend running `scriptFile` on a fresh copy of `template`. */
-async function instructions(template: string, scriptFile: string, workDir: string): Promise<number> {
+async function instructions(
+  template: string,
+  scriptFile: string,
+  workDir: string,
+  verify?: (client: pg.Client) => Promise<void>,
+): Promise<number> {
   const runDb = `instr_run_${process.pid}`;
   await recreateDatabase(runDb, template);
   stopCluster();
@@ -244,6 +273,10 @@ async function instructions(template: string, scriptFile: string, workDir: strin
     const summary = execFileSync('sh', ['-c', `grep -E '^summary:' ${out}`], { encoding: 'utf8' });
     const count = Number(summary.replace('summary:', '').trim());
     if (!Number.isFinite(count) || count <= 0) throw new Error(`no instruction count in ${out}`);
+    if (verify) {
+      startCluster();
+      await withClient(runDb, verify);
+    }
     return count;
   } finally {
     rmSync(out, { force: true });
@@ -279,6 +312,8 @@ async function main(): Promise<void> {
     await createFloorDatabase('instr_floor');
     await createJoinDatabase('instr_join');
     for (const version of args.before) await createJoinDatabase(`instr_join_${version}`, version);
+    await createBacklogDatabase('instr_backlog_small', SMALL_BACKLOG);
+    await createBacklogDatabase('instr_backlog_large', LARGE_BACKLOG);
 
     const measure = async (label: string, template: string, kind: ScriptKind) => {
       process.stderr.write(`measuring ${label}\n`);
@@ -291,6 +326,28 @@ async function main(): Promise<void> {
     for (const version of args.before) {
       await measure(`join, migrations before ${version}`, `instr_join_${version}`, 'join');
     }
+    process.stderr.write('measuring the batch processor\n');
+    const drainFile = joinPath(workDir, 'drain.sql');
+    writeFileSync(drainFile, script('drain', 1));
+    chmodSync(drainFile, 0o644);
+    // Every ticket must have been paired (none expired or went stale): otherwise the figure is not a pair's.
+    const allPaired = (backlog: number) => async (client: pg.Client) => {
+      const { rows: counted } = await client.query<{ matches: number; open: number }>(
+        'select (select count(*) from matchmaker.matches)::int as matches, (select count(*) from matchmaker.tickets)::int as open',
+      );
+      const got = counted[0];
+      if (got?.matches !== backlog / 2 || got.open !== 0) {
+        throw new Error(
+          `the drain of ${backlog} tickets made ${got?.matches} matches and left ${got?.open} open`,
+        );
+      }
+    };
+    const small = await instructions('instr_backlog_small', drainFile, workDir, allPaired(SMALL_BACKLOG));
+    const large = await instructions('instr_backlog_large', drainFile, workDir, allPaired(LARGE_BACKLOG));
+    rows.push({
+      label: 'batch pair, every shipped migration (run_maintenance, 1 worker)',
+      perTx: Math.round((large - small) / ((LARGE_BACKLOG - SMALL_BACKLOG) / 2)),
+    });
   } finally {
     rmSync(workDir, { recursive: true, force: true });
     if (!args.keep) {
