@@ -19,7 +19,13 @@ import { Matchmaker } from '../src/core/Matchmaker';
 import { applyMigrations } from '../src/migrations/applyMigrations';
 import { QueueStrategy } from '../src/strategies/queue/QueueStrategy';
 import { diffCounters, startLocalSupabase } from '../src/testing/index';
-import { createPgbenchDatabase, type PgbenchDatabase, pgConnectionArgs, runCommand } from './lib/calibration';
+import {
+  createPgbenchDatabase,
+  measureTpcb,
+  type PgbenchDatabase,
+  pgConnectionArgs,
+  runCommand,
+} from './lib/calibration';
 import type { BenchConfig, BenchEnv } from './lib/config';
 import type { LatencyHistogram } from './lib/histogram';
 import { parsePgbenchOutput } from './lib/parsers';
@@ -235,6 +241,9 @@ async function roundRobin(
 // -----------------------------------------------------------------------------------------------------------------
 // 1. Joins/s (per-join path), DB decision latency, state polls
 
+/** pgbench's `-T` takes whole seconds: a round's length as pgbench runs it. */
+const pgbenchSeconds = (seconds: number): number => Math.max(1, Math.round(seconds));
+
 /**
  * The PostgREST-shaped join transaction driven by pgbench (the client `C_tpcb` is measured with): `begin`,
  * `set_config('role', 'authenticated')` + `set_config('request.jwt.claims', …)` for a new random user, `select
@@ -268,7 +277,7 @@ async function runPgbenchJoins(
         (await db.admin.query<{ n: string }>('select count(*) as n from matchmaker.matches')).rows[0]?.n ?? 0,
       );
     const before = await count();
-    const whole = Math.max(1, Math.round(seconds));
+    const whole = pgbenchSeconds(seconds);
     const { stdout, stderr } = await runCommand(
       'pgbench',
       [
@@ -303,29 +312,23 @@ async function runPgbenchJoins(
 }
 
 /**
- * pgbench's TPC-B transaction as `C_tpcb` runs it (`-c 8 -j 2`, synchronous commit on, a scale-`BENCH_PG_SCALE`
- * database), for `seconds`: a round of its own among the join variants, so the join's ratio to TPC-B can be taken
- * round by round, each pair measured a few seconds apart, where `C_tpcb` is measured once before the benchmark.
+ * pgbench's TPC-B transaction exactly as `C_tpcb` runs it ({@link measureTpcb}), for `seconds` (rounded to whole
+ * seconds): a round of its own among the join variants, and after each batch round, so the ratios to TPC-B can be
+ * taken round by round, each pair measured seconds apart, where `C_tpcb` is measured once before the benchmark.
  */
 async function runPgbenchTpcb(
   config: BenchConfig,
   database: PgbenchDatabase,
   seconds: number,
 ): Promise<LoadResult> {
-  const whole = Math.max(1, Math.round(seconds));
-  const { stdout, stderr } = await runCommand(
-    'pgbench',
-    [...pgConnectionArgs(config), '-n', '-c', '8', '-j', '2', '-T', String(whole), database.name],
-    { env: { PGOPTIONS: '-c synchronous_commit=on' }, timeoutMs: (whole + 120) * 1_000 },
-  );
-  const report = parsePgbenchOutput(`${stdout}\n${stderr}`);
+  const r = await measureTpcb(config, { database, seconds: pgbenchSeconds(seconds) });
   return {
-    ops: report.transactions,
-    opsPerSec: report.tps,
+    ops: r.transactions,
+    opsPerSec: r.tps,
     matched: 0,
-    errors: report.failed,
-    seconds: whole,
-    ...(report.failed > 0 ? { firstError: `${report.failed} pgbench transactions failed` } : {}),
+    errors: r.failed,
+    seconds: r.seconds,
+    ...(r.failed > 0 ? { firstError: `${r.failed} pgbench transactions failed` } : {}),
   };
 }
 
@@ -465,7 +468,7 @@ async function measureJoins(
       ctx.report(`joins/s, ${where}, pgbench-driven / TPC-B of the same round`, median(ratios), 'x', {
         note:
           `median of ${ratios.length} per-round ratios (${ratios.map((r) => r.toFixed(2)).join(', ')}); ` +
-          `the join (pgbench -c ${sizes.connections} -j 2) and TPC-B (pgbench -c 8 -j 2) ${seconds} s each, in the same round`,
+          `the join (pgbench -c ${sizes.connections} -j 2) and TPC-B (pgbench -c 8 -j 2) ${pgbenchSeconds(seconds)} s each, in the same round`,
       });
     }
   }
@@ -587,7 +590,7 @@ async function measureBatch(
     note: wNote(w),
   });
   ctx.report(`batch matches/s, shipped, ${w} workers / TPC-B of the same round`, bw.b.median.ratio, 'x', {
-    note: `median of ${rounds} per-round ratios; each round drains the backlog, then runs pgbench TPC-B (-c 8 -j 2) for ${Math.max(1, Math.round(sizes.joinSeconds))} s (TPC-B median ${fmt(bw.b.median.tpcb)} tps)`,
+    note: `median of ${rounds} per-round ratios; each round drains the backlog, then runs pgbench TPC-B (-c 8 -j 2) for ${pgbenchSeconds(sizes.joinSeconds)} s (TPC-B median ${fmt(bw.b.median.tpcb)} tps)`,
   });
   ctx.report('batch matches/s, before 000900, 1 worker', bw.a.median.rate, 'matches/s', {
     ratioTo: 'C_tpcb',

@@ -342,9 +342,9 @@ async function runPgbench(
   database: PgbenchDatabase,
   figure: 'C_tpcb' | 'C_sel',
   log: CalibrationLog,
+  seconds: number = config.pg.seconds,
 ): Promise<PgbenchResult> {
   const [clients, threads] = figure === 'C_tpcb' ? [8, 2] : [4, 2];
-  const seconds = config.pg.seconds;
   const args = [
     ...(figure === 'C_sel' ? ['-S'] : []),
     '-c',
@@ -397,13 +397,18 @@ async function withPgbenchDatabase<T>(
 
 /**
  * `C_tpcb`: `pgbench -c 8 -j 2 -T <BENCH_PG_SECONDS>` (TPC-B-like, synchronous commit on) on `database`, or on
- * a throw-away database created and dropped for this measurement.
+ * a throw-away database created and dropped for this measurement. `seconds` (whole seconds) replaces
+ * `BENCH_PG_SECONDS` for a shorter run of the same transaction, e.g. a round among a benchmark's variants.
  */
 export function measureTpcb(
   config: BenchConfig,
-  { database, log = silent }: { database?: PgbenchDatabase; log?: CalibrationLog } = {},
+  {
+    database,
+    log = silent,
+    seconds,
+  }: { database?: PgbenchDatabase; log?: CalibrationLog; seconds?: number } = {},
 ): Promise<PgbenchResult> {
-  return withPgbenchDatabase(config, database, log, (db) => runPgbench(config, db, 'C_tpcb', log));
+  return withPgbenchDatabase(config, database, log, (db) => runPgbench(config, db, 'C_tpcb', log, seconds));
 }
 
 /** `C_sel`: `pgbench -S -c 4 -j 2 -T <BENCH_PG_SECONDS>` (select only), like {@link measureTpcb}. */
