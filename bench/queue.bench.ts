@@ -32,6 +32,7 @@ import { parsePgbenchOutput } from './lib/parsers';
 import {
   createQueueDatabase,
   dropStaleQueueDatabases,
+  insertBacklog,
   type QueueDatabase,
   type QueueSchema,
 } from './lib/queueDatabases';
@@ -120,23 +121,6 @@ const BATCH_WORKERS = 2;
 const TRUNCATE_QUEUE = `truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches,
   matchmaker.pool_heads, realtime.messages`;
 
-/**
- * Insert `count` waiting tickets with these (exact) criteria directly: a bulk load into an idle queue. The pool key
- * is the criteria's canonical JSON text, as the join computes it.
- */
-async function insertBacklog(
-  db: QueueDatabase,
-  count: number,
-  criteria: Readonly<Record<string, string>>,
-): Promise<void> {
-  await db.admin.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-     select gen_random_uuid(), x.c::text, x.c, clock_timestamp() + interval '1 hour'
-     from generate_series(1, $1) as g, (select $2::jsonb as c) as x`,
-    [count, JSON.stringify(criteria)],
-  );
-}
-
 /** Sessions that run `call matchmaker.run_maintenance()` (opened once per database, reused by every drain). */
 const workerSessions = new WeakMap<QueueDatabase, pg.Client[]>();
 
@@ -158,7 +142,7 @@ async function drainOnce(
 ): Promise<{ seconds: number; matches: number; chunks: number; longestChunkMs: number }> {
   const sessions = await workersOf(db, workers);
   await db.admin.query(TRUNCATE_QUEUE);
-  await insertBacklog(db, backlog, { room: 'backlog' });
+  await insertBacklog(db.admin, backlog, { room: 'backlog' });
   const t0 = performance.now();
   await Promise.all(sessions.map((session) => session.query('call matchmaker.run_maintenance()')));
   const seconds = (performance.now() - t0) / 1_000;
@@ -701,7 +685,7 @@ async function measureClaims(
 
   ctx.log.info(`claims: pushing ${fmt(sizes.historyRows)} tickets through a second database's queue`);
   const t0 = performance.now();
-  await insertBacklog(full, sizes.historyRows, {});
+  await insertBacklog(full.admin, sizes.historyRows, {});
   await full.admin.query('call matchmaker.run_maintenance()');
   // What autovacuum does soon after; the unvacuumable case is the old-snapshot phase below.
   await full.admin.query('vacuum (analyze) matchmaker.tickets, matchmaker.ticket_history');

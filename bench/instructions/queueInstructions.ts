@@ -3,7 +3,7 @@
  * tier's join, per pair of its batch processor, of pgbench's TPC-B transaction and of two PostgREST-shaped floors,
  * counted by valgrind's callgrind
  * on a single-user Postgres backend (`postgres --single`). Throughput on a shared 2-core machine moves by 10% between
- * identical runs; an instruction count does not depend on the load (two runs of this tool agree within 0.2%), so two
+ * identical runs; an instruction count does not depend on the load (two runs of this tool agree within 1%), so two
  * versions of the join can be compared exactly (see bench/README.md "Joins, session 5").
  *
  * Every transaction kind runs a fixed script twice, with 1,000 and with 3,000 transactions, each on a fresh copy of
@@ -24,9 +24,15 @@ import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import pg from 'pg';
-import { applyMigrations } from '../../src/migrations/applyMigrations';
 import { MIGRATIONS } from '../../src/migrations/migrations.generated';
-import { installSupabaseShape } from '../../src/testing/supabaseShape';
+import { createPgbenchDatabase } from '../lib/calibration';
+import { readBenchConfig } from '../lib/config';
+import {
+  createQueueDatabase,
+  insertBacklog,
+  type QueueDatabase,
+  type QueueDatabaseSchema,
+} from '../lib/queueDatabases';
 
 const PG_VERSION = '15';
 const CLUSTER = 'mm_instr';
@@ -117,70 +123,49 @@ async function withClient<T>(database: string, body: (client: pg.Client) => Prom
   }
 }
 
-async function recreateDatabase(name: string, template?: string): Promise<void> {
-  await withClient('postgres', async (c) => {
-    await c.query(`drop database if exists "${name}" with (force)`);
-    await c.query(`create database "${name}"${template === undefined ? '' : ` template "${template}"`}`);
-  });
+/** The benchmark's configuration, pointed at this tool's cluster. */
+const config = readBenchConfig({
+  ...process.env,
+  PGHOST: '127.0.0.1',
+  PGPORT: String(PORT),
+  PGUSER: 'postgres',
+});
+
+/**
+ * A queue database (the shared benchmark helper) with the `room` criteria key of the join script, usable as a
+ * template: its set-up session is closed. `prepare` runs in that session first.
+ */
+async function queueTemplate(
+  schema: QueueDatabaseSchema,
+  prepare?: (client: pg.Client) => Promise<unknown>,
+): Promise<QueueDatabase> {
+  const db = await createQueueDatabase(config, schema);
+  await db.admin.query(`update matchmaker.settings set criteria_keys = '[{"key":"room"}]'`);
+  await prepare?.(db.admin);
+  await db.admin.end();
+  return db;
 }
 
-/** A database with Supabase's shape and the queue tier's migrations (all, or those before `before`). */
-async function createJoinDatabase(name: string, before?: string): Promise<void> {
-  await recreateDatabase(name);
-  await withClient(name, async (c) => {
-    await installSupabaseShape(c);
-    await applyMigrations(
-      c,
-      before === undefined ? {} : { migrations: MIGRATIONS.filter((m) => m.version < before) },
-    );
-    await c.query(`update matchmaker.settings set criteria_keys = '[{"key":"room"}]'`);
-  });
-}
+/** The floors: a SECURITY DEFINER function that only builds a small jsonb, and a table for a one-row insert. */
+const FLOOR_SQL = `
+  create function public.floor_call(criteria jsonb default '{}'::jsonb) returns jsonb
+  language plpgsql volatile security definer set search_path = '' as $fn$
+  begin
+    return pg_catalog.jsonb_build_object('status', 'waiting', 'user', auth.uid());
+  end
+  $fn$;
+  grant execute on function public.floor_call(jsonb) to authenticated;
+  create table public.floor_rows (id uuid primary key default gen_random_uuid(), user_id uuid not null, room text not null);
+  grant insert on public.floor_rows to authenticated;`;
 
 const SMALL_BACKLOG = 4_000;
 const LARGE_BACKLOG = 20_000;
 
-/**
- * A join database plus `backlog` waiting tickets in one pool, alive for a day (so none expires or goes stale
- * between the set-up and the measurement, which runs minutes later).
- */
-async function createBacklogDatabase(name: string, backlog: number): Promise<void> {
-  await createJoinDatabase(name);
-  await withClient(name, async (c) => {
-    await c.query(
-      `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
-       select gen_random_uuid(), '{"room": "backlog"}', '{"room": "backlog"}'::jsonb,
-              clock_timestamp() + interval '1 day', clock_timestamp() + interval '1 day'
-       from generate_series(1, $1)`,
-      [backlog],
-    );
-    await c.query('vacuum analyze');
-  });
-}
-
-/** The floors: a SECURITY DEFINER function that only builds a small jsonb, and a table for a one-row insert. */
-async function createFloorDatabase(name: string): Promise<void> {
-  await recreateDatabase(name);
-  await withClient(name, async (c) => {
-    await installSupabaseShape(c);
-    await c.query(`
-      create function public.floor_call(criteria jsonb default '{}'::jsonb) returns jsonb
-      language plpgsql volatile security definer set search_path = '' as $fn$
-      begin
-        return pg_catalog.jsonb_build_object('status', 'waiting', 'user', auth.uid());
-      end
-      $fn$;
-      grant execute on function public.floor_call(jsonb) to authenticated;
-      create table public.floor_rows (id uuid primary key default gen_random_uuid(), user_id uuid not null, room text not null);
-      grant insert on public.floor_rows to authenticated;`);
-  });
-}
-
-function createTpcbDatabase(name: string): Promise<void> {
-  return recreateDatabase(name).then(() => {
-    run('pgbench', ['-h', '127.0.0.1', '-p', String(PORT), '-U', 'postgres', '-i', '-s', '10', '-q', name]);
-  });
-}
+/** Waiting tickets in one pool, alive and "seen" for a day: paired minutes later, none expires or goes stale. */
+const backlogOf = (count: number) => async (client: pg.Client) => {
+  await insertBacklog(client, count, { room: 'backlog' }, { lifetime: '1 day', seenAhead: true });
+  await client.query('vacuum analyze');
+};
 
 /** mulberry32: a small seeded generator, so every run and every version gets the same users and pools. */
 function seeded(seed: number): () => number {
@@ -249,7 +234,10 @@ async function instructions(
   verify?: (client: pg.Client) => Promise<void>,
 ): Promise<number> {
   const runDb = `instr_run_${process.pid}`;
-  await recreateDatabase(runDb, template);
+  await withClient('postgres', async (c) => {
+    await c.query(`drop database if exists "${runDb}" with (force)`);
+    await c.query(`create database "${runDb}" template "${template}"`);
+  });
   stopCluster();
   const out = joinPath(workDir, 'callgrind.out');
   const err = joinPath(workDir, 'backend.err');
@@ -306,25 +294,28 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(joinPath(tmpdir(), 'bench-instructions-'));
   chmodSync(workDir, 0o777); // the backend (user postgres) writes its callgrind file and stderr here
   const rows: { label: string; perTx: number }[] = [];
+  const dropAtEnd: (() => Promise<void>)[] = [];
   try {
     process.stderr.write('preparing databases\n');
-    await createTpcbDatabase('instr_tpcb');
-    await createFloorDatabase('instr_floor');
-    await createJoinDatabase('instr_join');
-    for (const version of args.before) await createJoinDatabase(`instr_join_${version}`, version);
-    await createBacklogDatabase('instr_backlog_small', SMALL_BACKLOG);
-    await createBacklogDatabase('instr_backlog_large', LARGE_BACKLOG);
+    const tpcb = await createPgbenchDatabase(config);
+    dropAtEnd.push(tpcb.drop);
+    const join = await queueTemplate('current', (client) => client.query(FLOOR_SQL));
+    const before = new Map<string, QueueDatabase>();
+    for (const version of args.before) before.set(version, await queueTemplate({ before: version }));
+    const small = await queueTemplate('current', backlogOf(SMALL_BACKLOG));
+    const large = await queueTemplate('current', backlogOf(LARGE_BACKLOG));
+    dropAtEnd.push(join.drop, small.drop, large.drop, ...[...before.values()].map((db) => db.drop));
 
     const measure = async (label: string, template: string, kind: ScriptKind) => {
       process.stderr.write(`measuring ${label}\n`);
       rows.push({ label, perTx: await perTransaction(template, kind, workDir) });
     };
-    await measure('pgbench TPC-B transaction', 'instr_tpcb', 'tpcb');
-    await measure('PostgREST-shaped call of a function building a small jsonb', 'instr_floor', 'call');
-    await measure('PostgREST-shaped one-row insert', 'instr_floor', 'insert');
-    await measure('join, every shipped migration', 'instr_join', 'join');
-    for (const version of args.before) {
-      await measure(`join, migrations before ${version}`, `instr_join_${version}`, 'join');
+    await measure('pgbench TPC-B transaction', tpcb.name, 'tpcb');
+    await measure('PostgREST-shaped call of a function building a small jsonb', join.name, 'call');
+    await measure('PostgREST-shaped one-row insert', join.name, 'insert');
+    await measure('join, every shipped migration', join.name, 'join');
+    for (const [version, db] of before) {
+      await measure(`join, migrations before ${version}`, db.name, 'join');
     }
     process.stderr.write('measuring the batch processor\n');
     const drainFile = joinPath(workDir, 'drain.sql');
@@ -342,14 +333,15 @@ async function main(): Promise<void> {
         );
       }
     };
-    const small = await instructions('instr_backlog_small', drainFile, workDir, allPaired(SMALL_BACKLOG));
-    const large = await instructions('instr_backlog_large', drainFile, workDir, allPaired(LARGE_BACKLOG));
+    const smallIr = await instructions(small.name, drainFile, workDir, allPaired(SMALL_BACKLOG));
+    const largeIr = await instructions(large.name, drainFile, workDir, allPaired(LARGE_BACKLOG));
     rows.push({
       label: 'batch pair, every shipped migration (run_maintenance, 1 worker)',
-      perTx: Math.round((large - small) / ((LARGE_BACKLOG - SMALL_BACKLOG) / 2)),
+      perTx: Math.round((largeIr - smallIr) / ((LARGE_BACKLOG - SMALL_BACKLOG) / 2)),
     });
   } finally {
     rmSync(workDir, { recursive: true, force: true });
+    for (const drop of dropAtEnd) await drop().catch(() => {});
     if (!args.keep) {
       stopCluster();
       spawnSync('pg_dropcluster', [PG_VERSION, CLUSTER], { stdio: 'ignore' });

@@ -38,10 +38,13 @@ export const PARALLEL_BATCH_VERSION = '20261128000900';
  */
 export type QueueSchema = 'current' | 'previous' | 'lean' | 'serial' | 'seed';
 
+/** A {@link QueueSchema}, or the queue tier's migrations before `before` (any shipped version). */
+export type QueueDatabaseSchema = QueueSchema | { readonly before: string };
+
 /** A throw-away database of the queue benchmark. */
 export interface QueueDatabase {
   readonly name: string;
-  readonly schema: QueueSchema;
+  readonly schema: QueueDatabaseSchema;
   /** A session for set-up and inspection (superuser). */
   readonly admin: pg.Client;
   /** A new session on this database (ended by {@link QueueDatabase.drop}). */
@@ -76,7 +79,10 @@ export function readSeedSql(): Promise<string> {
 }
 
 /** Create a database with Supabase's shape and the given schema. */
-export async function createQueueDatabase(config: BenchConfig, schema: QueueSchema): Promise<QueueDatabase> {
+export async function createQueueDatabase(
+  config: BenchConfig,
+  schema: QueueDatabaseSchema,
+): Promise<QueueDatabase> {
   const name = `${QUEUE_DATABASE_PREFIX}${process.pid}_${randomBytes(4).toString('hex')}`;
   await withAdmin(config, (client) => client.query(`create database "${name}"`));
   const sessions: pg.Client[] = [];
@@ -102,13 +108,15 @@ export async function createQueueDatabase(config: BenchConfig, schema: QueueSche
       await admin.query(await readSeedSql());
     } else {
       const migrations =
-        schema === 'previous'
-          ? MIGRATIONS.filter((m) => m.version === FIRST_QUEUE_VERSION)
-          : schema === 'lean'
-            ? MIGRATIONS.filter((m) => m.version < LEAN_BEFORE_VERSION)
-            : schema === 'serial'
-              ? MIGRATIONS.filter((m) => m.version < PARALLEL_BATCH_VERSION)
-              : MIGRATIONS;
+        typeof schema === 'object'
+          ? MIGRATIONS.filter((m) => m.version < schema.before)
+          : schema === 'previous'
+            ? MIGRATIONS.filter((m) => m.version === FIRST_QUEUE_VERSION)
+            : schema === 'lean'
+              ? MIGRATIONS.filter((m) => m.version < LEAN_BEFORE_VERSION)
+              : schema === 'serial'
+                ? MIGRATIONS.filter((m) => m.version < PARALLEL_BATCH_VERSION)
+                : MIGRATIONS;
       await applyMigrations(admin, { migrations });
     }
     return {
@@ -126,4 +134,24 @@ export async function createQueueDatabase(config: BenchConfig, schema: QueueSche
     unregister();
     throw error;
   }
+}
+
+/**
+ * Bulk-load `count` waiting tickets with these (exact) criteria into an idle queue, bypassing the join; the pool key
+ * is the criteria's canonical JSON text, as the join computes it. They expire after `lifetime`. With `seenAhead`, their last heartbeat is set `lifetime` ahead too, so none goes stale under the
+ * heartbeat timeout when they are paired minutes after the load (a copy of the database measured later).
+ */
+export async function insertBacklog(
+  client: Pick<pg.Client, 'query'>,
+  count: number,
+  criteria: Readonly<Record<string, string>>,
+  { lifetime = '1 hour', seenAhead = false }: { lifetime?: string; seenAhead?: boolean } = {},
+): Promise<void> {
+  await client.query(
+    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
+     select gen_random_uuid(), x.c::text, x.c, clock_timestamp() + $3::interval,
+            case when $4 then clock_timestamp() + $3::interval else clock_timestamp() end
+     from generate_series(1, $1) as g, (select $2::jsonb as c) as x`,
+    [count, JSON.stringify(criteria), lifetime, seenAhead],
+  );
 }
