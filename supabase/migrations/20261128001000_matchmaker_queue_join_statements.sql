@@ -112,6 +112,8 @@ begin
   -- this user or finish one it does not have. A lock taken in an assignment is a simple expression
   -- (no executor start), where PERFORM runs a SELECT statement.
   v_locked := pg_catalog.pg_advisory_xact_lock(1835887476, pg_catalog.hashtext(p_user::text)) is null;
+  -- Only the settings this function and matchmaker._claim read are filled in s (PL/pgSQL cannot put
+  -- a whole row and another column into one INTO list).
   select x.singleton, x.ticket_ttl, x.heartbeat_timeout, x.criteria_keys, x.widen, x.claim_retire_limit,
          exists (select 1 from matchmaker.tickets as t where t.user_id = p_user)
          or (p_ticket_id is not null
