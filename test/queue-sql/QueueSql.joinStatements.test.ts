@@ -8,7 +8,17 @@
  * Every branch of the join against 20261128000100 is compared in QueueSql.fasterJoin.test.ts (all migrations).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { configure, createQueueDb, fixedUsers, join, openRpc, type QueueDb, type Session } from './queueDb';
+import {
+  backendPid,
+  configure,
+  createQueueDb,
+  fixedUsers,
+  join,
+  newUser,
+  openRpc,
+  type QueueDb,
+  type Session,
+} from './queueDb';
 
 const JOIN_STATEMENTS_VERSION = '20261128001000';
 
@@ -76,7 +86,7 @@ describe('the general cases, now probed in the settings statement', () => {
   });
 
   it('fails a join the same way when the settings row is missing', async () => {
-    const [dave] = fixedUsers(4).slice(3);
+    const dave = fixedUsers(4)[3];
     const answers = await sameOnBoth(async (s) => {
       await s.query('begin');
       try {
@@ -97,7 +107,7 @@ describe('the general cases, now probed in the settings statement', () => {
 
 describe('locks taken in expressions', () => {
   it('holds the user lock and the pool lock until the join commits', async () => {
-    const [erin] = fixedUsers(5).slice(4);
+    const erin = newUser();
     const s = await current.client();
     const observer = await current.client();
     await configure(observer, { criteria_keys: [{ key: 'room' }] });
@@ -111,10 +121,10 @@ describe('locks taken in expressions', () => {
              and ((l.classid::int = 1835887476 and l.objid::int = hashtext($2))
                or (l.classid::int = 1835887475 and l.objid::int = hashtext($3)))
            order by 1`,
-          [(await s.query('select pg_backend_pid() as pid')).rows[0].pid, erin, pool],
+          [await backendPid(s), erin, pool],
         )
       ).rows.map((row: { namespace: number }) => row.namespace);
-    const r = await openRpc(s, erin!, `select public.matchmaker_join('{"room": "locks"}'::jsonb) as r`);
+    const r = await openRpc(s, erin, `select public.matchmaker_join('{"room": "locks"}'::jsonb) as r`);
     expect((r.r as { status: string }).status).toBe('waiting');
     expect(await held()).toEqual([1835887475, 1835887476]);
     await s.query('commit');
