@@ -354,14 +354,22 @@ describe('regression: dead index entries sink it', () => {
   it('ours: a join examines the same few rows with 2,000 finished tickets under an old snapshot and 100K in history', async () => {
     await resetOurs();
     const claims = (uid: string) => ({ role: 'authenticated', claims: { sub: uid, role: 'authenticated' } });
-    const measuredJoin = async () => {
-      const [w, j] = [newUser(), newUser()];
-      await join(oa, w);
-      const m = await measureExamined(oa, OUR_TABLES, 'select public.matchmaker_join() as r', [], claims(j));
-      expect((m.rows[0]!.r as { status: string }).status).toBe('matched');
-      return m.examined;
+    // What one join examines depends on where the pool's last logged head is (one is logged about every 4
+    // claims) and on whether the pool has a head yet, so each phase measures 12 joins in a row and compares
+    // the largest: every position in the logging cycle is covered, whatever the tests before left in the
+    // ticket sequence.
+    const mostExaminedOf12Joins = async () => {
+      let most = 0;
+      for (let i = 0; i < 12; i += 1) {
+        const [w, j] = [newUser(), newUser()];
+        await join(oa, w);
+        const m = await measureExamined(oa, OUR_TABLES, 'select public.matchmaker_join() as r', [], claims(j));
+        expect((m.rows[0]!.r as { status: string }).status).toBe('matched');
+        most = Math.max(most, m.examined);
+      }
+      return most;
     };
-    const clean = await measuredJoin();
+    const clean = await mostExaminedOf12Joins();
     const holder = await ours.client();
     let underOldSnapshot: number;
     try {
@@ -371,7 +379,7 @@ describe('regression: dead index entries sink it', () => {
         await join(oa, newUser());
         await join(oa, newUser());
       }
-      underOldSnapshot = await measuredJoin();
+      underOldSnapshot = await mostExaminedOf12Joins();
     } finally {
       await holder.query('commit');
     }
@@ -379,7 +387,7 @@ describe('regression: dead index entries sink it', () => {
       `insert into matchmaker.ticket_history (ticket_id, user_id, outcome, pool, criteria, enqueued_at, ended_at)
        select gen_random_uuid(), gen_random_uuid(), 'cancelled', '{}', '{}', now(), now() from generate_series(1, 100000)`,
     );
-    const withHistory = await measuredJoin();
+    const withHistory = await mostExaminedOf12Joins();
     expect(underOldSnapshot).toBeLessThanOrEqual(3 * clean);
     expect(withHistory).toBeLessThanOrEqual(3 * clean);
     expect(clean).toBeLessThan(20);
