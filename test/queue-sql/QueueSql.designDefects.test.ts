@@ -363,7 +363,13 @@ describe('regression: dead index entries sink it', () => {
       for (let i = 0; i < 12; i += 1) {
         const [w, j] = [newUser(), newUser()];
         await join(oa, w);
-        const m = await measureExamined(oa, OUR_TABLES, 'select public.matchmaker_join() as r', [], claims(j));
+        const m = await measureExamined(
+          oa,
+          OUR_TABLES,
+          'select public.matchmaker_join() as r',
+          [],
+          claims(j),
+        );
         expect((m.rows[0]!.r as { status: string }).status).toBe('matched');
         most = Math.max(most, m.examined);
       }
