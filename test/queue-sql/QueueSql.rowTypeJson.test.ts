@@ -69,7 +69,19 @@ function canonical(value: unknown): unknown {
 const TRUNCATE =
   'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, matchmaker.pool_heads, realtime.messages';
 
-/** The script: each step's answer (or error), in order. */
+/** Runs `body` while realtime.messages refuses rows for `uid`'s topic (as a project policy could). */
+async function whileRefusing<T>(s: Session, uid: string, body: () => Promise<T>): Promise<T> {
+  await s.query(
+    `alter table realtime.messages add constraint sm_refuse check (topic <> 'matchmaker:user:${uid}') not valid`,
+  );
+  try {
+    return await body();
+  } finally {
+    await s.query('alter table realtime.messages drop constraint sm_refuse');
+  }
+}
+
+/** The script: each step's answer, in order. */
 async function script(s: Session): Promise<unknown[]> {
   await s.query(TRUNCATE);
   await s.query("set timezone = 'UTC'");
@@ -107,14 +119,7 @@ async function script(s: Session): Promise<unknown[]> {
   // A refused notification: u12's topic refuses inserts, so the join pairs without them and sends through
   // realtime.send() (u13 is told, u12 is not).
   await step(12, { lang: 'nl', tz: 'eu' });
-  await s.query(
-    `alter table realtime.messages add constraint sm_refuse check (topic <> 'matchmaker:user:${u(12)}') not valid`,
-  );
-  try {
-    await step(13, { lang: 'nl', tz: 'eu' });
-  } finally {
-    await s.query('alter table realtime.messages drop constraint sm_refuse');
-  }
+  await whileRefusing(s, u(12), () => step(13, { lang: 'nl', tz: 'eu' }));
   // The batch: six tickets of one pool written directly, paired by one processor step (shared workers' path);
   // then four more with u20's topic refusing notifications (the pair writer's fallback).
   const backlog = async (from: number, to: number) =>
@@ -128,14 +133,7 @@ async function script(s: Session): Promise<unknown[]> {
   await backlog(14, 20);
   answers.push(await processOnce(s, 1000));
   await backlog(20, 24);
-  await s.query(
-    `alter table realtime.messages add constraint sm_refuse check (topic <> 'matchmaker:user:${u(20)}') not valid`,
-  );
-  try {
-    answers.push(await processOnce(s, 1000));
-  } finally {
-    await s.query('alter table realtime.messages drop constraint sm_refuse');
-  }
+  answers.push(await whileRefusing(s, u(20), () => processOnce(s, 1000)));
   return answers;
 }
 
