@@ -3,11 +3,11 @@
  * 20261128000100 (same answers, rows and notifications over a scenario that visits every branch), and
  * notifications written in one insert keep realtime.send()'s contract (same rows; a failure never aborts a match).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   cancel,
   configure,
-  createQueueDb,
+  databasesAround,
   fixedUsers,
   join,
   newUser,
@@ -16,16 +16,8 @@ import {
   userNamer,
 } from './queueDb';
 
-let previous: QueueDb;
-let current: QueueDb;
-
-beforeAll(async () => {
-  // Only the first queue migration: the join of 20261128000100 (the next migration is 000200, presence).
-  [previous, current] = await Promise.all([createQueueDb({ before: '20261128000200' }), createQueueDb()]);
-});
-afterAll(async () => {
-  await Promise.all([previous?.drop(), current?.drop()]);
-});
+// Only the first queue migration: the join of 20261128000100 (the next migration is 000200, presence).
+const dbs = databasesAround('20261128000200');
 
 type Step =
   | { join: number; criteria?: Record<string, string>; ticket?: number }
@@ -158,7 +150,7 @@ async function runScenario(db: QueueDb): Promise<unknown> {
 
 describe('fast join', () => {
   it('answers, writes and notifies exactly like the join of 20261128000100 over every branch', async () => {
-    const [before, after] = [await runScenario(previous), await runScenario(current)];
+    const [before, after] = [await runScenario(dbs.before), await runScenario(dbs.current)];
     expect(after).toEqual(before);
     // The scenario really visits the branches (a sanity check on the scenario itself).
     const answers = (after as { answers: { status: string; result: string; reason: string | null }[] })
@@ -175,7 +167,7 @@ describe('fast join', () => {
   });
 
   it('a join that finds a partner never writes its own ticket to the hot table', async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     await s.query(
       'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, realtime.messages',
     );
@@ -207,7 +199,7 @@ describe('fast join', () => {
 
 describe('notifications in one insert', () => {
   it('a failing insert into realtime.messages falls back to realtime.send per message and never aborts the match', async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     await s.query(
       'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, realtime.messages',
     );
@@ -231,7 +223,7 @@ describe('notifications in one insert', () => {
   });
 
   it('the processor notifies every user of a chunk in one insert, with the payloads realtime.send would carry', async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     await s.query(
       'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, realtime.messages',
     );

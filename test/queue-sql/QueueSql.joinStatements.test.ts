@@ -7,33 +7,21 @@
  * - while a join's transaction is open, it holds the user lock and the pool lock (taken in assignments now).
  * Every branch of the join against 20261128000100 is compared in QueueSql.fasterJoin.test.ts (all migrations).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   backendPid,
   configure,
-  createQueueDb,
+  databasesAround,
   fixedUsers,
   join,
   newUser,
   openRpc,
-  type QueueDb,
   type Session,
 } from './queueDb';
 
 const JOIN_STATEMENTS_VERSION = '20261128001000';
 
-let before: QueueDb;
-let current: QueueDb;
-
-beforeAll(async () => {
-  [before, current] = await Promise.all([
-    createQueueDb({ before: JOIN_STATEMENTS_VERSION }),
-    createQueueDb(),
-  ]);
-});
-afterAll(async () => {
-  await Promise.all([before?.drop(), current?.drop()]);
-});
+const dbs = databasesAround(JOIN_STATEMENTS_VERSION);
 
 /** The answer of a join, or its error as `code: message`, with ids and times replaced by their kind. */
 async function answer(s: Session, uid: string, criteria?: Record<string, unknown>, ticketId?: string) {
@@ -54,7 +42,7 @@ async function answer(s: Session, uid: string, criteria?: Record<string, unknown
 
 /** The same script on both databases: every answer of the current one equals the one before the migration. */
 async function sameOnBoth(script: (s: Session) => Promise<unknown[]>): Promise<unknown[]> {
-  const [a, b] = await Promise.all([before.client(), current.client()]);
+  const [a, b] = await Promise.all([dbs.before.client(), dbs.current.client()]);
   const [was, now] = await Promise.all([script(a), script(b)]);
   expect(now).toEqual(was);
   return now;
@@ -108,8 +96,8 @@ describe('the general cases, now probed in the settings statement', () => {
 describe('locks taken in expressions', () => {
   it('holds the user lock and the pool lock until the join commits', async () => {
     const erin = newUser();
-    const s = await current.client();
-    const observer = await current.client();
+    const s = await dbs.current.client();
+    const observer = await dbs.current.client();
     await configure(observer, { criteria_keys: [{ key: 'room' }] });
     const pool = '{"room": "locks"}';
     const held = async () =>

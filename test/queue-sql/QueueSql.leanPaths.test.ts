@@ -16,6 +16,7 @@ import {
   cancel,
   configure,
   createQueueDb,
+  databasesAround,
   fixedUsers,
   join,
   processOnce,
@@ -28,15 +29,7 @@ import {
 
 const LEAN_VERSION = '20261128000500';
 
-let previous: QueueDb;
-let current: QueueDb;
-
-beforeAll(async () => {
-  [previous, current] = await Promise.all([createQueueDb({ before: LEAN_VERSION }), createQueueDb()]);
-});
-afterAll(async () => {
-  await Promise.all([previous?.drop(), current?.drop()]);
-});
+const dbs = databasesAround(LEAN_VERSION);
 
 const USERS = fixedUsers(40);
 const TICKETS = Array.from({ length: 8 }, (_, i) => `00000000-0000-4000-9000-${String(i).padStart(12, '0')}`);
@@ -54,7 +47,7 @@ async function errorOf(run: () => Promise<unknown>): Promise<string> {
 
 describe('criteria fast path', () => {
   it('returns what the general normalisation returns, errors included, for every key set and input', async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     let compared = 0;
     for (const keys of CRITERIA_KEY_SETS) {
       for (const input of CRITERIA_INPUTS) {
@@ -77,7 +70,7 @@ describe('criteria fast path', () => {
   });
 
   it('is the path a plain exact-key join takes (the general function is not called for it)', async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     await configure(s, { criteria_keys: [{ key: 'room' }] });
     await s.query(`set track_functions = 'all'`);
     await s.query('begin');
@@ -169,7 +162,7 @@ async function stateScenario(db: QueueDb): Promise<unknown[]> {
 
 describe('matchmaker_state', () => {
   it('answers exactly like the state read of 20261128000100 over every branch', async () => {
-    const [before, after] = [await stateScenario(previous), await stateScenario(current)];
+    const [before, after] = [await stateScenario(dbs.before), await stateScenario(dbs.current)];
     expect(after).toEqual(before);
     const statuses = (after as ({ status?: string } | string)[])
       .filter((x): x is { status: string } => typeof x === 'object' && x !== null)
@@ -180,7 +173,7 @@ describe('matchmaker_state', () => {
   });
 
   it('is still STABLE and SECURITY DEFINER, executable by authenticated only', async () => {
-    const r = await current.pool.query(
+    const r = await dbs.current.pool.query(
       `select p.provolatile, p.prosecdef, p.proconfig,
               has_function_privilege('authenticated', p.oid, 'execute') as auth,
               has_function_privilege('anon', p.oid, 'execute') as anon
@@ -236,7 +229,7 @@ async function batchScenario(db: QueueDb, refuse: readonly [number, number] | nu
 
 describe('batch pairing', () => {
   it('pairs consecutive live tickets in one statement, the same pairs as the FIFO loop', async () => {
-    const [before, after] = [await batchScenario(previous, null), await batchScenario(current, null)];
+    const [before, after] = [await batchScenario(dbs.before, null), await batchScenario(dbs.current, null)];
     expect(after).toEqual(before);
     const r = after as { pairs: number[]; matches: string[][]; waiting: string[] };
     expect(r.pairs).toEqual([4, 5]);
@@ -246,7 +239,10 @@ describe('batch pairing', () => {
   });
 
   it('falls back to the loop when the host hook refuses a consecutive pair, with the same pairs as before', async () => {
-    const [before, after] = [await batchScenario(previous, [2, 3]), await batchScenario(current, [2, 3])];
+    const [before, after] = [
+      await batchScenario(dbs.before, [2, 3]),
+      await batchScenario(dbs.current, [2, 3]),
+    ];
     expect(after).toEqual(before);
     const r = after as { matches: string[][] };
     // u2 and u3 may not meet: u3 waits for u4 instead (FIFO among the pairs the hook allows).
@@ -273,7 +269,7 @@ describe('batch pairing', () => {
       const m = await s.query(`select user_a, user_b from matchmaker.matches order by user_a`);
       return m.rows.map((r) => [who(r.user_a), who(r.user_b)]);
     };
-    const [before, after] = [await run(previous), await run(current)];
+    const [before, after] = [await run(dbs.before), await run(dbs.current)];
     expect(after).toEqual(before);
     expect(after.length).toBeGreaterThanOrEqual(2);
   });
@@ -281,7 +277,7 @@ describe('batch pairing', () => {
 
 describe('broadcast rows', () => {
   it("carry the row id as the payload's id, as Supabase's realtime.send() writes them", async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     await s.query(
       'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, realtime.messages',
     );

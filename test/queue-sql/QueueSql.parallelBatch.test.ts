@@ -18,6 +18,7 @@ import {
   cancel,
   configure,
   createQueueDb,
+  databasesAround,
   fixedUsers,
   heartbeat,
   join,
@@ -29,15 +30,7 @@ import {
 
 const PARALLEL_VERSION = '20261128000900';
 
-let previous: QueueDb;
-let current: QueueDb;
-
-beforeAll(async () => {
-  [previous, current] = await Promise.all([createQueueDb({ before: PARALLEL_VERSION }), createQueueDb()]);
-});
-afterAll(async () => {
-  await Promise.all([previous?.drop(), current?.drop()]);
-});
+const dbs = databasesAround(PARALLEL_VERSION);
 
 const USERS = fixedUsers(40);
 const who = userNamer(USERS);
@@ -146,8 +139,8 @@ describe('one worker: the same rows, JSON and notifications as before', () => {
   ];
   for (const [name, scenario] of cases) {
     it(name, async () => {
-      const before = await batchScenario(previous, scenario);
-      const after = await batchScenario(current, scenario);
+      const before = await batchScenario(dbs.before, scenario);
+      const after = await batchScenario(dbs.current, scenario);
       expect(after).toEqual(before);
       const r = after as {
         pairs: number[];
@@ -182,7 +175,7 @@ describe('one worker: the same rows, JSON and notifications as before', () => {
       await processOnce(s, 1000);
       return written(s);
     };
-    const [before, after] = [await run(previous), await run(current)];
+    const [before, after] = [await run(dbs.before), await run(dbs.current)];
     expect(after).toEqual(before);
     expect((after as { matches: unknown[] }).matches.length).toBeGreaterThanOrEqual(2);
   });
@@ -420,7 +413,7 @@ describe('several workers on one pool', () => {
 
 describe('matchmaker._hook_is_default()', () => {
   it('recognises the shipped hooks (000100 SQL, 000800 PL/pgSQL) and nothing else', async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     const verdict = async (language: string, body: string) => {
       await s.query(
         `create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean language ${language} stable

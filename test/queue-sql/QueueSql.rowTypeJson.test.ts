@@ -9,10 +9,10 @@
  *   jsonb_build_object of the rows it describes, and each join answer's "match" is the user's payload "match";
  * - the row types are not usable by the API roles.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   configure,
-  createQueueDb,
+  databasesAround,
   fixedUsers,
   join,
   processOnce,
@@ -30,15 +30,7 @@ const ROW_TYPES = [
   'join_answer_json',
 ];
 
-let before: QueueDb;
-let current: QueueDb;
-
-beforeAll(async () => {
-  [before, current] = await Promise.all([createQueueDb({ before: ROW_TYPE_JSON_VERSION }), createQueueDb()]);
-});
-afterAll(async () => {
-  await Promise.all([before?.drop(), current?.drop()]);
-});
+const dbs = databasesAround(ROW_TYPE_JSON_VERSION);
 
 const USERS = fixedUsers(24);
 const who = userNamer(USERS);
@@ -149,8 +141,8 @@ async function outcome(db: QueueDb): Promise<{ answers: unknown[]; messages: unk
 }
 
 describe('the same JSON as jsonb_build_object built', () => {
-  it('gives the same answers and messages as the database before the migration', async () => {
-    const [was, now] = [await outcome(before), await outcome(current)];
+  it('gives the same answers and messages as the database dbs.before the migration', async () => {
+    const [was, now] = [await outcome(dbs.before), await outcome(dbs.current)];
     expect(canonical(now)).toEqual(canonical(was));
     const answers = now.answers as { status?: string; pairs?: number }[];
     expect(answers.map((a) => a.status ?? `pairs ${a.pairs}`)).toEqual([
@@ -184,7 +176,7 @@ describe('the same JSON as jsonb_build_object built', () => {
   });
 
   it("builds each 'matched' payload exactly as jsonb_build_object of its rows, and answers with the same match", async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     const answers = (await script(s)) as { status?: string; match?: unknown; ticket?: { id: string } }[];
     const check = await s.query(
       `select m.topic,
@@ -216,7 +208,7 @@ describe('the same JSON as jsonb_build_object built', () => {
 
 describe('the row types', () => {
   it('exist in schema matchmaker and are not usable by the API roles', async () => {
-    const s = await current.client();
+    const s = await dbs.current.client();
     const r = await s.query(
       `select t.typname,
               has_type_privilege('anon', t.oid, 'usage') or has_type_privilege('authenticated', t.oid, 'usage')

@@ -5,6 +5,7 @@
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { afterAll, beforeAll } from 'vitest';
 import { applyMigrations } from '../../src/migrations/applyMigrations';
 import { MIGRATIONS } from '../../src/migrations/migrations.generated';
 import { withAdmin, withDatabase } from '../../src/testing/database';
@@ -272,6 +273,38 @@ export async function measureExamined(
     await session.query('rollback').catch(() => {});
     throw error;
   }
+}
+
+/**
+ * The two databases a migration's tests compare, created before the file's tests and dropped after them: `before`,
+ * migrated up to (not including) `version`, and `current`, with every shipped migration. Read them inside tests.
+ */
+export function databasesAround(version: string): { readonly before: QueueDb; readonly current: QueueDb } {
+  let created: readonly [QueueDb, QueueDb] | undefined;
+  beforeAll(async () => {
+    const settled = await Promise.allSettled([createQueueDb({ before: version }), createQueueDb()]);
+    const [before, current] = settled;
+    if (before.status === 'rejected' || current.status === 'rejected') {
+      await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.drop() : undefined)));
+      throw before.status === 'rejected' ? before.reason : (current as PromiseRejectedResult).reason;
+    }
+    created = [before.value, current.value];
+  });
+  afterAll(async () => {
+    await Promise.all((created ?? []).map((db) => db.drop()));
+  });
+  const pick = (index: 0 | 1): QueueDb => {
+    if (created === undefined) throw new Error('databasesAround: the databases exist only inside tests');
+    return created[index];
+  };
+  return {
+    get before() {
+      return pick(0);
+    },
+    get current() {
+      return pick(1);
+    },
+  };
 }
 
 /** Backend pid of a session. */
