@@ -170,9 +170,12 @@ const FLOOR_SQL = `
 const SMALL_BACKLOG = 4_000;
 const LARGE_BACKLOG = 20_000;
 
-/** Waiting tickets in one pool, alive and "seen" for a day: paired minutes later, none expires or goes stale. */
+/**
+ * Waiting tickets in one pool, alive for a day (and not stale: the template's heartbeat timeout is a day), so none
+ * expires or goes stale while a copy of the database is drained minutes later.
+ */
 const backlogOf = (count: number) => async (client: pg.Client) => {
-  await insertBacklog(client, count, { room: 'backlog' }, { lifetime: '1 day', seenAhead: true });
+  await insertBacklog(client, count, { room: 'backlog' }, { lifetime: '1 day' });
   await client.query('vacuum analyze');
 };
 

@@ -138,20 +138,18 @@ export async function createQueueDatabase(
 
 /**
  * Bulk-load `count` waiting tickets with these (exact) criteria into an idle queue, bypassing the join; the pool key
- * is the criteria's canonical JSON text, as the join computes it. They expire after `lifetime`. With `seenAhead`, their last heartbeat is set `lifetime` ahead too, so none goes stale under the
- * heartbeat timeout when they are paired minutes after the load (a copy of the database measured later).
+ * is the criteria's canonical JSON text, as the join computes it. They expire after `lifetime`.
  */
 export async function insertBacklog(
   client: Pick<pg.Client, 'query'>,
   count: number,
   criteria: Readonly<Record<string, string>>,
-  { lifetime = '1 hour', seenAhead = false }: { lifetime?: string; seenAhead?: boolean } = {},
+  { lifetime = '1 hour' }: { lifetime?: string } = {},
 ): Promise<void> {
   await client.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
-     select gen_random_uuid(), x.c::text, x.c, clock_timestamp() + $3::interval,
-            case when $4 then clock_timestamp() + $3::interval else clock_timestamp() end
+    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
+     select gen_random_uuid(), x.c::text, x.c, clock_timestamp() + $3::interval
      from generate_series(1, $1) as g, (select $2::jsonb as c) as x`,
-    [count, JSON.stringify(criteria), lifetime, seenAhead],
+    [count, JSON.stringify(criteria), lifetime],
   );
 }

@@ -1,6 +1,6 @@
 -- =============================================================================================
--- supabase-matchmaker: queue tier, a join with fewer statements around its work (schema version
--- 20261128001000)
+-- supabase-matchmaker: queue tier, a join with fewer statements around its work, and JSON built
+-- from row types (schema version 20261128001000)
 -- =============================================================================================
 --
 -- WHY
@@ -13,6 +13,10 @@
 --     * the settings row and the probes that send a join to the general path (an open ticket for the
 --       user, a ticket id already used) were two statements;
 --     * the joiner's match object was built twice (its notification and its answer).
+--   And a quarter of what a batch pair costs was jsonb_build_object: for every argument, keys
+--   included, on every call, it looks the argument's type up again (base type, element type, row
+--   type, output function: four catalog-cache probes for a text or uuid) before converting it. A
+--   pair's two notification payloads take 18 keys and 18 values that way.
 --
 -- WHAT CHANGES (same rule, same locks in the same order, same rows, notifications and answers)
 --   matchmaker._join (the fast path; the general join is untouched):
@@ -22,16 +26,34 @@
 --     * takes both advisory locks in assignments (simple expressions, no executor);
 --     * builds the joiner's match object once;
 --     * past the head of the pool (its first ticket expired, stale, of other criteria or refused by
---       the hook), calls matchmaker._claim of 20261128000100 instead of carrying a copy of its loop.
+--       the hook), calls matchmaker._claim of 20261128000100 instead of carrying a copy of its loop;
+--     * builds its two payloads, its match object and both of its answers from the row types below.
+--   JSON from row types (every JSON value is equal to before):
+--     * Five row types describe the JSON objects the hot paths build; to_jsonb() of a row of one of
+--       them takes its keys from the type's column names and probes only the values' types:
+--         matchmaker.match_json            a match as one user sees it (id, partner_id, created_at,
+--                                          criteria): the "match" of a notification and of an answer;
+--         matchmaker.matched_message_json  a 'matched' notification payload (type, ticket_id, user_id,
+--                                          match, id: the realtime.messages row id);
+--         matchmaker.open_ticket_json      the "ticket" of a waiting join's answer;
+--         matchmaker.ended_ticket_json     the "ticket" of a matched join's answer;
+--         matchmaker.join_answer_json      a join's answer (status, result, ticket, match, reason,
+--                                          topic, heartbeat_interval_ms, server_time).
+--       A column that is null gives a JSON null, as the "match": null and "reason": null keys of the
+--       answers were before; jsonb orders keys itself, so the column order does not show.
+--     * matchmaker._record_pairs (every pairing path but the join's own: the batch workers, the
+--       general join, heartbeats) builds its payloads with them.
 --
--- MEASURED (`npm run bench:instructions -- --before 20261128001000`: instructions per transaction,
---   2,000 transactions after 1,000 warm-up ones, joins over 1,000 pools)
---     join, every migration through 20261128000900     1,155,221
---     join, with this migration                        1,125,298 (-2.6%)
---     pgbench TPC-B transaction                          731,482
---     PostgREST-shaped one-row insert                    361,786
---     PostgREST-shaped call of a function building a small jsonb   241,138
---   What a join does beyond the RPC itself (~880,000) is more than a whole TPC-B transaction.
+-- MEASURED (`npm run bench:instructions`: instructions per transaction under callgrind, 2,000
+--   transactions after 1,000 warm-up ones, joins over 1,000 pools; bench/README.md "Joins, session 5"
+--   and "Joins and batch pairs, session 6")
+--                                        before      fewer statements    and row-type JSON
+--     join                               1,149,729   1,117,181 (-2.8%)   1,093,180 (-4.9% in all)
+--     batch pair (one worker)              411,277                          389,156 (-5.4%)
+--     pgbench TPC-B transaction, for scale   730,198
+--   What a join does beyond the RPC itself (~850,000) is more than a whole TPC-B transaction. What is
+--   left of building JSON is the values' own lookups and conversions (to_jsonb is ~8% of a join): a
+--   row type saves the keys' share, not the values'.
 --
 -- WHAT WAS MEASURED AND NOT DONE (callgrind, the same kind of script, on scratch variants of this migration)
 --   * No SET clause on the helpers a join calls (the criteria test, the default eligibility hook,
@@ -43,7 +65,8 @@
 --   * The pool-registry trigger skipped for the join's own insert (a WHEN clause on a setting the
 --     join sets, the registry probed in the join's head statement): +2.4%, slower.
 --   * Payloads concatenated as text and cast to jsonb instead of jsonb_build_object: -14% per
---     payload, about -2% per join; not worth hand-written JSON.
+--     payload, about -2% per join, -3.1% per batch pair; hand-written JSON, where the row types save
+--     more and say what the JSON is.
 --   Upper bounds, to show where a join's instructions go (not shippable as they stand): without the
 --   two history rows -7.5%, without the two notification rows -4.6%, without the CHECK constraints
 --   of ticket_history and matches -2.7% (every INSERT statement deserialises and plans each CHECK
@@ -66,6 +89,112 @@ $prereq$;
 insert into matchmaker.schema_migrations (version, name)
 values ('20261128001000', 'matchmaker_queue_join_statements')
 on conflict (version) do nothing;
+
+-- ---------------------------------------------------------------------------------------------
+-- The JSON objects of the hot paths, as row types: column names are the JSON keys (see header).
+-- Internal: only the tier's SECURITY DEFINER functions use them.
+-- ---------------------------------------------------------------------------------------------
+create type matchmaker.match_json as (id uuid, partner_id uuid, created_at timestamptz, criteria jsonb);
+create type matchmaker.matched_message_json as (type text, ticket_id uuid, user_id uuid, match jsonb, id uuid);
+create type matchmaker.open_ticket_json as (id uuid, criteria jsonb, pool text, enqueued_at timestamptz,
+  expires_at timestamptz, last_seen_at timestamptz, widens_at timestamptz);
+create type matchmaker.ended_ticket_json as (id uuid, criteria jsonb, pool text, enqueued_at timestamptz,
+  ended_at timestamptz);
+create type matchmaker.join_answer_json as (status text, result text, ticket jsonb, match jsonb, reason text,
+  topic text, heartbeat_interval_ms integer, server_time timestamptz);
+revoke all on type matchmaker.match_json, matchmaker.matched_message_json, matchmaker.open_ticket_json,
+  matchmaker.ended_ticket_json, matchmaker.join_answer_json from public;
+
+-- ---------------------------------------------------------------------------------------------
+-- Writes the pairs: 20261128000900's, with the payloads built from matchmaker.matched_message_json.
+-- ---------------------------------------------------------------------------------------------
+create or replace function matchmaker._record_pairs(p_now timestamptz, p_widen jsonb,
+  a_id uuid[], a_user uuid[], a_pool text[], a_crit jsonb[], a_enq timestamptz[],
+  b_id uuid[], b_user uuid[], b_pool text[], b_crit jsonb[], b_enq timestamptz[])
+returns integer
+language plpgsql volatile
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_generic_plan
+as $fn$
+declare
+  v_pairs integer := coalesce(pg_catalog.cardinality(a_id), 0);
+  v_users uuid[];
+  v_payloads jsonb[];
+  i integer;
+begin
+  if v_pairs = 0 then
+    return 0;
+  end if;
+  begin
+    with x as materialized (
+      select gen_random_uuid() as mid, gen_random_uuid() as na, gen_random_uuid() as nb,
+             u.ia, u.ua, u.pa, u.ca, u.ea, u.ib, u.ub, u.pb, u.cb, u.eb,
+             case when u.ca = u.cb and p_widen = '{}'::jsonb then u.ca
+                  else matchmaker._meet(matchmaker._effective(u.ca, u.ea, p_now, p_widen),
+                                        matchmaker._effective(u.cb, u.eb, p_now, p_widen)) end as mc
+      from unnest(a_id, a_user, a_pool, a_crit, a_enq, b_id, b_user, b_pool, b_crit, b_enq)
+        as u(ia, ua, pa, ca, ea, ib, ub, pb, cb, eb)
+    ), m as (
+      insert into matchmaker.matches (id, user_a, user_b, ticket_a, ticket_b, pool, criteria, created_at)
+      select x.mid, x.ua, x.ub, x.ia, x.ib, x.pa, x.mc, p_now from x
+    ), e as materialized (
+      select x.mid, x.mc, s.tid, s.uid, s.partner, s.pool, s.crit, s.enq, s.nid
+      from x cross join lateral (values (x.ia, x.ua, x.ub, x.pa, x.ca, x.ea, x.na),
+                                        (x.ib, x.ub, x.ua, x.pb, x.cb, x.eb, x.nb))
+        as s(tid, uid, partner, pool, crit, enq, nid)
+    ), h as (
+      insert into matchmaker.ticket_history
+        (ticket_id, user_id, outcome, reason, match_id, partner_id, match_criteria, pool, criteria, enqueued_at, ended_at)
+      select e.tid, e.uid, 'matched', null, e.mid, e.partner, e.mc, e.pool, e.crit, e.enq, p_now from e
+    )
+    insert into realtime.messages (id, payload, event, topic, private, extension)
+    select e.nid,
+           pg_catalog.to_jsonb(row('matched', e.tid, e.uid,
+             pg_catalog.to_jsonb(row(e.mid, e.partner, p_now, e.mc)::matchmaker.match_json),
+             e.nid)::matchmaker.matched_message_json),
+           'matched', 'matchmaker:user:' || e.uid::text, true, 'broadcast'
+    from e;
+  exception when others then
+    -- The notifications could not be inserted (a project policy, a missing partition, ...): write
+    -- the pairs without them, then send each through realtime.send(), which only warns.
+    with x as materialized (
+      select gen_random_uuid() as mid,
+             u.ia, u.ua, u.pa, u.ca, u.ea, u.ib, u.ub, u.pb, u.cb, u.eb,
+             case when u.ca = u.cb and p_widen = '{}'::jsonb then u.ca
+                  else matchmaker._meet(matchmaker._effective(u.ca, u.ea, p_now, p_widen),
+                                        matchmaker._effective(u.cb, u.eb, p_now, p_widen)) end as mc
+      from unnest(a_id, a_user, a_pool, a_crit, a_enq, b_id, b_user, b_pool, b_crit, b_enq)
+        as u(ia, ua, pa, ca, ea, ib, ub, pb, cb, eb)
+    ), m as (
+      insert into matchmaker.matches (id, user_a, user_b, ticket_a, ticket_b, pool, criteria, created_at)
+      select x.mid, x.ua, x.ub, x.ia, x.ib, x.pa, x.mc, p_now from x
+    ), h as (
+      insert into matchmaker.ticket_history
+        (ticket_id, user_id, outcome, reason, match_id, partner_id, match_criteria, pool, criteria, enqueued_at, ended_at)
+      select s.tid, s.uid, 'matched', null, x.mid, s.partner, x.mc, s.pool, s.crit, s.enq, p_now
+      from x cross join lateral (values (x.ia, x.ua, x.ub, x.pa, x.ca, x.ea),
+                                        (x.ib, x.ub, x.ua, x.pb, x.cb, x.eb))
+        as s(tid, uid, partner, pool, crit, enq)
+      returning ticket_id, user_id, match_id, partner_id, match_criteria
+    )
+    select pg_catalog.array_agg(h.user_id),
+           pg_catalog.array_agg(pg_catalog.to_jsonb(row('matched', h.ticket_id, h.user_id,
+             pg_catalog.to_jsonb(row(h.match_id, h.partner_id, p_now, h.match_criteria)::matchmaker.match_json),
+             null)::matchmaker.matched_message_json) - 'id')
+    into v_users, v_payloads
+    from h;
+    for i in 1 .. coalesce(pg_catalog.cardinality(v_users), 0) loop
+      perform realtime.send(v_payloads[i], 'matched', 'matchmaker:user:' || v_users[i]::text, true);
+    end loop;
+  end;
+  return v_pairs;
+end
+$fn$;
+
+-- Privileges: a replaced function keeps its (revoked) grants; restated for the record.
+revoke all on function matchmaker._record_pairs(timestamptz, jsonb, uuid[], uuid[], text[], jsonb[], timestamptz[],
+  uuid[], uuid[], text[], jsonb[], timestamptz[]) from public, anon, authenticated, service_role;
 
 -- ---------------------------------------------------------------------------------------------
 -- Join, fast path (replaces 20261128000800's): see header.
@@ -190,13 +319,10 @@ begin
     if v_retired > 0 then
       perform matchmaker._settle_pool(v_pool, v_hint);
     end if;
-    return pg_catalog.jsonb_build_object(
-      'status', 'waiting', 'result', 'created',
-      'ticket', pg_catalog.jsonb_build_object('id', v_t.id, 'criteria', v_t.criteria, 'pool', v_t.pool,
-        'enqueued_at', v_t.enqueued_at, 'expires_at', v_t.expires_at, 'last_seen_at', v_t.last_seen_at,
-        'widens_at', v_t.widens_at),
-      'match', null, 'reason', null, 'topic', v_topic, 'heartbeat_interval_ms', v_hb,
-      'server_time', pg_catalog.clock_timestamp());
+    return pg_catalog.to_jsonb(row('waiting', 'created',
+      pg_catalog.to_jsonb(row(v_t.id, v_t.criteria, v_t.pool, v_t.enqueued_at, v_t.expires_at, v_t.last_seen_at,
+        v_t.widens_at)::matchmaker.open_ticket_json),
+      null, null, v_topic, v_hb, pg_catalog.clock_timestamp())::matchmaker.join_answer_json);
   end if;
 
   -- Pair p (older: ticket_a) with the joiner, whose ticket goes straight to history.
@@ -207,13 +333,11 @@ begin
   -- The notification payloads with the message row id as "id" (as realtime.send() writes them).
   v_msg_p := gen_random_uuid();
   v_msg_me := gen_random_uuid();
-  v_pay_p := pg_catalog.jsonb_build_object('type', 'matched', 'ticket_id', p.id, 'user_id', p.user_id,
-    'match', pg_catalog.jsonb_build_object('id', v_match, 'partner_id', p_user, 'created_at', v_now,
-      'criteria', v_meet), 'id', v_msg_p);
-  v_match_me := pg_catalog.jsonb_build_object('id', v_match, 'partner_id', p.user_id, 'created_at', v_now,
-    'criteria', v_meet);
-  v_pay_me := pg_catalog.jsonb_build_object('type', 'matched', 'ticket_id', v_id, 'user_id', p_user,
-    'match', v_match_me, 'id', v_msg_me);
+  v_pay_p := pg_catalog.to_jsonb(row('matched', p.id, p.user_id,
+    pg_catalog.to_jsonb(row(v_match, p_user, v_now, v_meet)::matchmaker.match_json),
+    v_msg_p)::matchmaker.matched_message_json);
+  v_match_me := pg_catalog.to_jsonb(row(v_match, p.user_id, v_now, v_meet)::matchmaker.match_json);
+  v_pay_me := pg_catalog.to_jsonb(row('matched', v_id, p_user, v_match_me, v_msg_me)::matchmaker.matched_message_json);
   begin
     -- Everything in one statement: the claimed ticket leaves, the match and both history rows are
     -- written only if it did, and both notifications are the rows realtime.send() would insert
@@ -267,13 +391,9 @@ begin
   if not v_at_head or p.seq % 4 = 0 then
     perform matchmaker._settle_pool(v_pool, v_hint);
   end if;
-  return pg_catalog.jsonb_build_object(
-    'status', 'matched', 'result', 'created',
-    'ticket', pg_catalog.jsonb_build_object('id', v_id, 'criteria', v_criteria, 'pool', v_pool,
-      'enqueued_at', v_now, 'ended_at', v_now),
-    'match', v_match_me,
-    'reason', null, 'topic', v_topic, 'heartbeat_interval_ms', v_hb,
-    'server_time', pg_catalog.clock_timestamp());
+  return pg_catalog.to_jsonb(row('matched', 'created',
+    pg_catalog.to_jsonb(row(v_id, v_criteria, v_pool, v_now, v_now)::matchmaker.ended_ticket_json),
+    v_match_me, null, v_topic, v_hb, pg_catalog.clock_timestamp())::matchmaker.join_answer_json);
 end
 $fn$;
 

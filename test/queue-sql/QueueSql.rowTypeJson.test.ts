@@ -1,5 +1,5 @@
 /**
- * Migration 20261128001100 (JSON built from row types): every JSON value the join and the pair writer build is the
+ * Migration 20261128001000, its JSON built from row types: every JSON value the join and the pair writer build is the
  * one jsonb_build_object built before it.
  * - the same script of joins (waiting, matched at the pool's head, past the head, with widened criteria, through
  *   the general join, with a refused notification) and batch steps gives the same answers and the same
@@ -21,7 +21,7 @@ import {
   userNamer,
 } from './queueDb';
 
-const ROW_TYPE_JSON_VERSION = '20261128001100';
+const ROW_TYPE_JSON_VERSION = '20261128001000';
 const ROW_TYPES = [
   'match_json',
   'matched_message_json',
