@@ -277,12 +277,20 @@ export async function measureExamined(
 
 /**
  * The two databases a migration's tests compare, created before the file's tests and dropped after them: `before`,
- * migrated up to (not including) `version`, and `current`, with every shipped migration. Read them inside tests.
+ * migrated up to (not including) `version`, and `current`, with every shipped migration, or with those below
+ * `currentBefore` when a test isolates one migration from later ones that change what it compares. Read them
+ * inside tests.
  */
-export function databasesAround(version: string): { readonly before: QueueDb; readonly current: QueueDb } {
+export function databasesAround(
+  version: string,
+  { currentBefore }: { readonly currentBefore?: string } = {},
+): { readonly before: QueueDb; readonly current: QueueDb } {
   let created: readonly [QueueDb, QueueDb] | undefined;
   beforeAll(async () => {
-    const settled = await Promise.allSettled([createQueueDb({ before: version }), createQueueDb()]);
+    const settled = await Promise.allSettled([
+      createQueueDb({ before: version }),
+      createQueueDb(currentBefore === undefined ? {} : { before: currentBefore }),
+    ]);
     const [before, current] = settled;
     if (before.status === 'rejected' || current.status === 'rejected') {
       await Promise.all(settled.map((r) => (r.status === 'fulfilled' ? r.value.drop() : undefined)));
