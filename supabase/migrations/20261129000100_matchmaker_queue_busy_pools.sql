@@ -103,7 +103,9 @@ begin
   v_room := s.max_pools_per_step - pg_catalog.cardinality(v_sweep_pools);
   if v_budget > 0 and v_room > 0 then
     -- Only pools with two tickets at or after their head hint can pair: the others are skipped here,
-    -- in this statement, instead of being locked and searched one function call at a time.
+    -- in this statement, instead of being locked and searched one function call at a time. The hint
+    -- is read inline, as the join reads it: matchmaker._pool_hint() has a SET clause, so it is never
+    -- inlined, and calling it per registered pool is the per-pool function call this step avoids.
     select coalesce(pg_catalog.array_agg(x.pool order by x.pool), '{}') into v_pair_pools
     from (select p.pool from matchmaker.pools as p
           where p.pool > coalesce(p_cursor, '')

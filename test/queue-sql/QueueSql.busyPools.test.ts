@@ -9,7 +9,7 @@
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { configure, databasesAround, drain, fixedUsers, join, processOnce, userNamer } from './queueDb';
+import { configure, databasesAround, drain, fixedUsers, insertWaiting, join, userNamer } from './queueDb';
 
 const BUSY_POOLS_VERSION = '20261129000100';
 
@@ -32,26 +32,6 @@ async function reset(s: pg.Client, settings: Record<string, unknown> = {}): Prom
   });
   // The stale sweep runs at most every heartbeat_timeout / 3: let the next step run it.
   await s.query(`update matchmaker.maintenance_state set stale_swept_at = now() - interval '1 day'`);
-}
-
-/**
- * Waiting tickets inserted directly, oldest first (joins would pair them at once): a backlog, as a burst of joins
- * while maintenance is behind leaves it. `age` makes them expired or stale.
- */
-async function backlog(
-  s: pg.Client,
-  users: readonly string[],
-  room: string,
-  age: { expired?: boolean; stale?: boolean } = {},
-): Promise<void> {
-  await s.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
-     select x.u, pg_catalog.jsonb_build_object('room', $2::text)::text, pg_catalog.jsonb_build_object('room', $2::text),
-            case when $3 then now() - interval '1 second' else now() + interval '1 hour' end,
-            case when $4 then now() - interval '1 minute' else now() end
-     from pg_catalog.unnest($1::uuid[]) with ordinality as x(u, g) order by x.g`,
-    [users, room, age.expired ?? false, age.stale ?? false],
-  );
 }
 
 /** Registers `count` pools with no ticket, named so that they sort before `{"room": "z..."}`. */
@@ -91,24 +71,22 @@ async function pairingCallsOfOneStep(s: pg.Client): Promise<{ calls: number; pai
 
 describe('a maintenance step pairs only the pools that can pair', () => {
   it('skips empty and single-ticket pools in the statement that reads the registry (before: one call per pool)', async () => {
-    const results = [];
-    for (const db of [dbs.before, dbs.current]) {
-      const s = await db.client();
-      await reset(s);
-      await registerEmptyPools(s, 300, 'a');
-      for (let i = 0; i < 20; i += 1) await join(s, USERS[i]!, { room: `m${String(i).padStart(2, '0')}` });
-      await backlog(s, USERS.slice(20, 30), 'z-busy');
-      results.push(await pairingCallsOfOneStep(s));
-      const left = await s.query(`select pool from matchmaker.tickets order by pool`);
-      results.push(left.rows.length);
-    }
-    const [before, beforeLeft, ours, oursLeft] = results;
+    const [before, ours] = await Promise.all(
+      [dbs.before, dbs.current].map(async (db) => {
+        const s = await db.client();
+        await reset(s);
+        await registerEmptyPools(s, 300, 'a');
+        for (let i = 0; i < 20; i += 1) await join(s, USERS[i]!, { room: `m${String(i).padStart(2, '0')}` });
+        await insertWaiting(s, USERS.slice(20, 30), { room: 'z-busy' });
+        const step = await pairingCallsOfOneStep(s);
+        const left = await s.query('select count(*)::int as n from matchmaker.tickets');
+        return { ...step, waiting: left.rows[0].n as number };
+      }),
+    );
     // Before: the first 64 registered pools (max_pools_per_step), all empty or single: nothing paired yet.
-    expect(before).toEqual({ calls: 64, pairs: 0, pools: 64 });
-    expect(beforeLeft).toBe(30);
+    expect(before).toEqual({ calls: 64, pairs: 0, pools: 64, waiting: 30 });
     // Ours: only the busy pool qualifies; its 10 tickets pair in this one step, the 20 single tickets stay.
-    expect(ours).toEqual({ calls: 1, pairs: 5, pools: 1 });
-    expect(oursLeft).toBe(20);
+    expect(ours).toEqual({ calls: 1, pairs: 5, pools: 1, waiting: 20 });
   });
 
   it('drains a mix of pools into the same matches, history and waiting tickets as before, in fewer steps', async () => {
@@ -121,15 +99,15 @@ describe('a maintenance step pairs only the pools that can pair', () => {
       const next = () => USERS[u++]!;
       // Busy pools of 2, 5 and 12 tickets; single-ticket pools (joins wait alone); a pool whose head moved up
       // (joins paired in it) with a backlog after it; expired and stale tickets beside live ones.
-      await backlog(s, [next(), next()], 'b-two');
-      await backlog(s, Array.from({ length: 5 }, next), 'b-five');
-      await backlog(s, Array.from({ length: 12 }, next), 'b-twelve');
+      await insertWaiting(s, [next(), next()], { room: 'b-two' });
+      await insertWaiting(s, Array.from({ length: 5 }, next), { room: 'b-five' });
+      await insertWaiting(s, Array.from({ length: 12 }, next), { room: 'b-twelve' });
       for (let i = 0; i < 6; i += 1) await join(s, next(), { room: `single-${i}` });
       for (let i = 0; i < 8; i += 1) await join(s, next(), { room: 'drained' });
-      await backlog(s, Array.from({ length: 3 }, next), 'drained');
-      await backlog(s, [next()], 'c-expiry', { expired: true });
-      await backlog(s, [next()], 'c-expiry');
-      await backlog(s, [next(), next()], 'c-stale', { stale: true });
+      await insertWaiting(s, Array.from({ length: 3 }, next), { room: 'drained' });
+      await insertWaiting(s, [next()], { room: 'c-expiry' }, { expired: true });
+      await insertWaiting(s, [next()], { room: 'c-expiry' });
+      await insertWaiting(s, [next(), next()], { room: 'c-stale' }, { stale: true });
       const steps = await drain(s, 3);
       const matches = await s.query(
         `select m.user_a, m.user_b, m.pool from matchmaker.matches as m order by m.pool, m.user_a`,
@@ -174,31 +152,12 @@ describe('a maintenance step pairs only the pools that can pair', () => {
     const s = await dbs.current.client();
     await reset(s, { max_pools_per_step: 2 });
     await registerEmptyPools(s, 50, 'a');
-    // A backlog of 5 pools of 2 waiting tickets (joins would pair them at once).
-    await s.query(
-      `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-       select x.u, pg_catalog.jsonb_build_object('room', 'p' || ((x.g - 1) / 2))::text,
-              pg_catalog.jsonb_build_object('room', 'p' || ((x.g - 1) / 2)), now() + interval '1 hour'
-       from pg_catalog.unnest($1::uuid[]) with ordinality as x(u, g)`,
-      [USERS.slice(0, 10)],
-    );
+    // A backlog of 5 pools of 2 waiting tickets.
+    for (let i = 0; i < 5; i += 1) await insertWaiting(s, USERS.slice(2 * i, 2 * i + 2), { room: `p${i}` });
     await registerEmptyPools(s, 50, 'q');
-    const first = await processOnce(s, 1000, null);
-    expect(first).toMatchObject({ pairs: 2, pools: 2, more: true, resume_after: '{"room": "p1"}' });
-    const steps = [first, ...(await drainFrom(s, first.resume_after))];
+    const steps = await drain(s, 1000);
+    expect(steps[0]).toMatchObject({ pairs: 2, pools: 2, more: true, resume_after: '{"room": "p1"}' });
     expect(steps.map((r) => r.pairs)).toEqual([2, 2, 1]);
     expect((await s.query('select count(*)::int as n from matchmaker.tickets')).rows[0].n).toBe(0);
   });
 });
-
-async function drainFrom(s: pg.Client, resume: string | null) {
-  const results = [];
-  let cursor = resume;
-  for (let i = 0; i < 100; i += 1) {
-    const r = await processOnce(s, 1000, cursor);
-    results.push(r);
-    if (!r.more) return results;
-    cursor = r.resume_after;
-  }
-  throw new Error('processor never finished');
-}

@@ -14,6 +14,7 @@ import {
   configure,
   databasesAround,
   fixedUsers,
+  insertWaiting,
   join,
   processOnce,
   type QueueDb,
@@ -116,14 +117,8 @@ async function script(s: Session): Promise<unknown[]> {
   await whileRefusing(s, u(12), () => step(13, { lang: 'nl', tz: 'eu' }));
   // The batch: six tickets of one pool written directly, paired by one processor step (shared workers' path);
   // then four more with u20's topic refusing notifications (the pair writer's fallback).
-  const backlog = async (from: number, to: number) =>
-    s.query(
-      `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
-       select x.id, '{"lang":"sv"}', '{"lang":"sv","tz":"eu"}', clock_timestamp() + interval '5 minutes',
-              clock_timestamp() + interval '5 minutes'
-       from unnest($1::uuid[]) with ordinality as x(id, n) order by x.n`,
-      [USERS.slice(from, to)],
-    );
+  const backlog = (from: number, to: number) =>
+    insertWaiting(s, USERS.slice(from, to), { lang: 'sv', tz: 'eu' }, { pool: '{"lang":"sv"}' });
   await backlog(14, 20);
   answers.push(await processOnce(s, 1000));
   await backlog(20, 24);

@@ -315,6 +315,28 @@ export function databasesAround(
   };
 }
 
+/**
+ * Waiting tickets written directly, in this order (oldest first), bypassing the join, which would pair them at once:
+ * a backlog, as a burst of joins leaves it while maintenance is behind. The pool is the criteria's canonical text
+ * (as an exact-key join computes it) unless given; `expired` and `stale` date the tickets' expiry and last
+ * heartbeat in the past.
+ */
+export async function insertWaiting(
+  session: Session,
+  users: readonly string[],
+  criteria: Readonly<Record<string, unknown>>,
+  { pool, expired = false, stale = false }: { pool?: string; expired?: boolean; stale?: boolean } = {},
+): Promise<void> {
+  await session.query(
+    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
+     select x.u, coalesce($3::text, $2::jsonb::text), $2::jsonb,
+            case when $4 then now() - interval '1 second' else clock_timestamp() + interval '1 hour' end,
+            case when $5 then now() - interval '1 day' else clock_timestamp() end
+     from pg_catalog.unnest($1::uuid[]) with ordinality as x(u, n) order by x.n`,
+    [users, JSON.stringify(criteria), pool ?? null, expired, stale],
+  );
+}
+
 /** Backend pid of a session. */
 export async function backendPid(session: Session): Promise<number> {
   return (await session.query('select pg_backend_pid() as pid')).rows[0].pid as number;
