@@ -13,6 +13,7 @@ import {
   cancel,
   createQueueDb,
   drain,
+  insertWaiting,
   join,
   measureExamined,
   newUser,
@@ -82,11 +83,7 @@ async function seedJoin(session: pg.Client, uid: string): Promise<number> {
 }
 /** A backlog of ours, inserted directly (as a migration or bulk import would), in one pool. */
 async function oursBacklog(n: number): Promise<void> {
-  await oa.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-     select gen_random_uuid(), '{}', '{}', clock_timestamp() + interval '5 minutes' from generate_series(1, $1)`,
-    [n],
-  );
+  await insertWaiting(oa, Array.from({ length: n }, newUser), {});
 }
 
 describe('regression: stranded pairs', () => {
@@ -169,12 +166,7 @@ describe('regression: self and double matches', () => {
     const [j1, j2] = await Promise.all([join(a, x), join(b, x)]);
     expect(j1.ticket!.id).toBe(j2.ticket!.id);
     expect([j1.result, j2.result].sort()).toEqual(['created', 'existing']);
-    await expect(
-      oa.query(
-        `insert into matchmaker.tickets (user_id, pool, criteria, expires_at) values ($1, '{}', '{}', now() + interval '1 minute')`,
-        [x],
-      ),
-    ).rejects.toMatchObject({ code: '23505' });
+    await expect(insertWaiting(oa, [x], {})).rejects.toMatchObject({ code: '23505' });
     expect((await join(a, y)).match!.partner_id).toBe(x);
     expect((await join(a, z)).status).toBe('waiting');
     const matches = await oa.query(

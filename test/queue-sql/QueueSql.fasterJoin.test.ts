@@ -9,6 +9,7 @@ import {
   configure,
   databasesAround,
   fixedUsers,
+  insertWaiting,
   join,
   newUser,
   type QueueDb,
@@ -228,10 +229,7 @@ describe('notifications in one insert', () => {
       'truncate matchmaker.tickets, matchmaker.ticket_history, matchmaker.matches, realtime.messages',
     );
     await configure(s, { criteria_keys: [] });
-    await s.query(
-      `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-       select gen_random_uuid(), '{}', '{}', clock_timestamp() + interval '5 minutes' from generate_series(1, 200)`,
-    );
+    await insertWaiting(s, Array.from({ length: 200 }, newUser), {});
     await s.query('call matchmaker.run_maintenance()');
     const r = await s.query(
       `select count(*)::int as messages, count(distinct m.topic)::int as topics,

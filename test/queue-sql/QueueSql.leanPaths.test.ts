@@ -18,7 +18,9 @@ import {
   createQueueDb,
   databasesAround,
   fixedUsers,
+  insertWaiting,
   join,
+  newUser,
   processOnce,
   type QueueDb,
   type RpcState,
@@ -200,14 +202,9 @@ async function batchScenario(db: QueueDb, refuse: readonly [number, number] | nu
      set search_path = '' as $$ select ${refuse ? `not ('${USERS[refuse[0]]}' in (a, b) and '${USERS[refuse[1]]}' in (a, b))` : 'true'} $$`,
   );
   // 21 tickets in one pool, in this order; u5 expired and u9 stale are skipped (and retired by the sweep).
-  await s.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
-     select u.id, '{"room":"b"}', '{"room":"b"}',
-            clock_timestamp() + case when u.n = 6 then interval '-1 second' else interval '5 minutes' end,
-            clock_timestamp() - case when u.n = 10 then interval '1 minute' else interval '0' end
-     from unnest($1::uuid[]) with ordinality as u(id, n) order by u.n`,
-    [USERS.slice(0, 21)],
-  );
+  for (const [i, uid] of USERS.slice(0, 21).entries()) {
+    await insertWaiting(s, [uid], { room: 'b' }, { pool: '{"room":"b"}', expired: i === 5, stale: i === 9 });
+  }
   const steps = [await processOnce(s, 4), await processOnce(s, 1000)];
   const matches = await s.query(`select user_a, user_b from matchmaker.matches order by created_at, user_a`);
   const history = await s.query(
@@ -259,12 +256,9 @@ describe('batch pairing', () => {
       await configure(s, { criteria_keys: [{ key: 'tz', match: 'flexible' }] });
       await s.query(`create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean
         language sql stable set search_path = '' as 'select true'`);
-      await s.query(
-        `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-         select u.id, '{}', jsonb_build_object('tz', (array['eu','us','*','us','eu','eu'])[u.n]), clock_timestamp() + interval '5 minutes'
-         from unnest($1::uuid[]) with ordinality as u(id, n) order by u.n`,
-        [USERS.slice(0, 6)],
-      );
+      for (const [i, tz] of ['eu', 'us', '*', 'us', 'eu', 'eu'].entries()) {
+        await insertWaiting(s, [USERS[i]!], { tz }, { pool: '{}' });
+      }
       await processOnce(s, 1000);
       const m = await s.query(`select user_a, user_b from matchmaker.matches order by user_a`);
       return m.rows.map((r) => [who(r.user_a), who(r.user_b)]);
@@ -284,10 +278,7 @@ describe('broadcast rows', () => {
     await configure(s, { criteria_keys: [] });
     await join(s, USERS[30]!);
     await join(s, USERS[31]!);
-    await s.query(
-      `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-       select gen_random_uuid(), '{}', '{}', clock_timestamp() + interval '5 minutes' from generate_series(1, 10)`,
-    );
+    await insertWaiting(s, Array.from({ length: 10 }, newUser), {});
     await processOnce(s, 1000);
     const r = await s.query(
       `select count(*)::int as n, count(*) filter (where payload->>'id' = id::text)::int as with_id,
@@ -355,10 +346,7 @@ describe('pg_cron scheduling branches (stand-in cron schema; real pg_cron 1.5 no
     await reportVersion('1.5.0');
     await s.query(`select matchmaker.schedule_maintenance()`);
     const [job] = await jobs();
-    await s.query(
-      `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-       select gen_random_uuid(), '{}', '{}', clock_timestamp() + interval '5 minutes' from generate_series(1, 6)`,
-    );
+    await insertWaiting(s, Array.from({ length: 6 }, newUser), {});
     await s.query(job!.command);
     expect((await s.query('select count(*)::int as n from matchmaker.matches')).rows[0].n).toBe(3);
     expect(await s.query('select matchmaker.unschedule_maintenance() as r').then((r) => r.rows[0].r)).toBe(

@@ -16,6 +16,7 @@ import {
   asRole,
   configure,
   createQueueDb,
+  insertWaiting,
   join,
   newUser,
   processOnce,
@@ -203,11 +204,7 @@ describe('pool registry', () => {
     const s = await current.client();
     await reset(s);
     const [one, two] = [await current.client(), await current.client()];
-    const insert = (c: Session) =>
-      c.query(
-        `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-         values (gen_random_uuid(), '{"room": "n"}', '{"room": "n"}', clock_timestamp() + interval '1 hour')`,
-      );
+    const insert = (c: Session) => insertWaiting(c, [newUser()], { room: 'n' });
     await one.query('begin');
     await insert(one);
     await two.query('begin');

@@ -21,6 +21,7 @@ import {
   databasesAround,
   fixedUsers,
   heartbeat,
+  insertWaiting,
   join,
   processOnce,
   type QueueDb,
@@ -104,14 +105,10 @@ async function batchScenario(db: QueueDb, scenario: Scenario): Promise<unknown> 
     `create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean language sql stable
      set search_path = '' as $$ select ${refuse ? `not ('${USERS[refuse[0]]}' in (a, b) and '${USERS[refuse[1]]}' in (a, b))` : 'true'} $$`,
   );
-  await s.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
-     select u.id, '{"room":"b"}', '{"room":"b"}',
-            clock_timestamp() + case when u.n - 1 = $2 then interval '-1 second' else interval '5 minutes' end,
-            clock_timestamp() - case when u.n = 10 then interval '1 minute' else interval '0' end
-     from unnest($1::uuid[]) with ordinality as u(id, n) order by u.n`,
-    [USERS.slice(0, 21), scenario.expired ?? -1],
-  );
+  for (const [i, uid] of USERS.slice(0, 21).entries()) {
+    const dated = { expired: i === scenario.expired, stale: i === 9 };
+    await insertWaiting(s, [uid], { room: 'b' }, { pool: '{"room":"b"}', ...dated });
+  }
   await s.query('create temp table if not exists before_tickets (id uuid, enqueued_at timestamptz)');
   await s.query('truncate pg_temp.before_tickets');
   await s.query('insert into pg_temp.before_tickets select id, enqueued_at from matchmaker.tickets');
@@ -163,12 +160,9 @@ describe('one worker: the same rows, JSON and notifications as before', () => {
       await configure(s, { criteria_keys: [{ key: 'tz', match: 'flexible' }] });
       await s.query(`create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean
         language sql stable set search_path = '' as 'select true'`);
-      await s.query(
-        `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-         select u.id, '{}', jsonb_build_object('tz', (array['eu','us','*','us','eu','eu'])[u.n]), clock_timestamp() + interval '5 minutes'
-         from unnest($1::uuid[]) with ordinality as u(id, n) order by u.n`,
-        [USERS.slice(0, 6)],
-      );
+      for (const [i, tz] of ['eu', 'us', '*', 'us', 'eu', 'eu'].entries()) {
+        await insertWaiting(s, [USERS[i]!], { tz }, { pool: '{}' });
+      }
       await s.query('create temp table if not exists before_tickets (id uuid, enqueued_at timestamptz)');
       await s.query('truncate pg_temp.before_tickets');
       await s.query('insert into pg_temp.before_tickets select id, enqueued_at from matchmaker.tickets');
@@ -184,12 +178,7 @@ describe('one worker: the same rows, JSON and notifications as before', () => {
 /** Bulk-loads `n` tickets into pool room=`room`, in this order; returns their user ids (oldest first). */
 async function load(s: Session, room: string, n: number): Promise<string[]> {
   const users = Array.from({ length: n }, () => randomUUID());
-  await s.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-     select u.id, $2::jsonb::text, $2::jsonb, clock_timestamp() + interval '1 hour'
-     from unnest($1::uuid[]) with ordinality as u(id, n) order by u.n`,
-    [users, JSON.stringify({ room })],
-  );
+  await insertWaiting(s, users, { room });
   return users;
 }
 

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { applyMigrations } from '../../src/migrations';
 import { installSupabaseShape } from '../../src/testing/supabaseShape';
-import { join, newUser, state } from './queueDb';
+import { insertWaiting, join, newUser, state } from './queueDb';
 
 const CRON_URL = process.env.MATCHMAKER_CRON_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54329/postgres';
 
@@ -120,18 +120,15 @@ it('real pg_cron sweeps an expired ticket (history + notification) and pairs a s
   await client.query(
     `update matchmaker.settings set criteria_keys = '[{"key":"lang"}]', heartbeat_timeout = null`,
   );
-  const backlog = await client.query(
-    `insert into matchmaker.tickets (user_id, pool, criteria, expires_at)
-     select gen_random_uuid(), '{"lang": "eo"}', '{"lang": "eo"}', clock_timestamp() + interval '5 minutes'
-     from generate_series(1, 2) returning user_id`,
-  );
+  const backlog = [newUser(), newUser()];
+  await insertWaiting(client, backlog, { lang: 'eo' });
   const deadline = Date.now() + 140_000;
   let done = false;
   while (!done) {
     const r = await client.query(
       `select (select outcome from matchmaker.ticket_history where ticket_id = $1) as expired,
               (select count(*)::int from matchmaker.ticket_history where user_id = any ($2::uuid[]) and outcome = 'matched') as paired`,
-      [t.ticket!.id, backlog.rows.map((row) => row.user_id)],
+      [t.ticket!.id, backlog],
     );
     done = r.rows[0].expired === 'expired' && r.rows[0].paired === 2;
     if (!done) {
