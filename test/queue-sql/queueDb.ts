@@ -187,6 +187,8 @@ export interface ProcessResult {
   pools: number;
   more: boolean;
   resume_after: string | null;
+  /** Pools a due prune pass removed from the registry in this call (since 20261129000200). */
+  pools_pruned?: number;
 }
 
 /** One call of the processor as the service role. */
