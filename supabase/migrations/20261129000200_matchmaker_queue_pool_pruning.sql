@@ -27,7 +27,9 @@
 --     in SHARED mode before it probes the registry. A join already holds that lock exclusively (a
 --     backend's own locks never conflict with each other: no wait, only one more mode on a lock it
 --     holds, shown as a second pg_locks row); a direct INSERT into matchmaker.tickets (a bulk load by
---     the owner) now holds it until it commits.
+--     the owner) now holds it until it commits. In a repeatable read or serializable transaction the
+--     trigger always writes the registry row (INSERT ... ON CONFLICT DO NOTHING), since its snapshot
+--     may predate a prune.
 --
 -- WHY A PRUNE NEVER LOSES A POOL THAT HAS TICKETS
 --   Every ticket is inserted while its pool's advisory lock (1835887475, hashtext(pool)) is held until
@@ -36,14 +38,16 @@
 --   does it re-check, in a new statement and so a new snapshot (read committed, checked), that the
 --   pool has no ticket and is idle. So an insert is either committed before that re-check (its ticket
 --   is seen: no prune) or starts after the prune's lock (it waits for the prune to commit, and its
---   trigger's probe, a later statement, sees the registry row gone and registers the pool again).
+--   trigger's probe, a later statement, sees the registry row gone and registers the pool again; in
+--   a repeatable read or serializable transaction, whose snapshot may be older, the trigger writes the
+--   row without probing).
 --   Deleting a pool's head rows is safe: a missing head hint reads as 0, a lower bound of any seq; it
 --   only costs a walk over the pool's dead index entries, which after pool_idle vacuum has removed.
 --
 -- COST (`npm run bench:instructions`, callgrind, before this migration -> with it)
---   join over 1,000 pools   1,092,629 -> 1,096,181 instructions (+0.3%: the trigger's lock call on a
---                           lock the join holds)
---   batch pair                388,873 ->   389,435 (+0.1%)
+--   join over 1,000 pools   1,092,833 -> 1,098,119 instructions (+0.5%: the trigger's lock call on a
+--                           lock the join holds, and its isolation-level test)
+--   batch pair                388,788 ->   389,496 (+0.2%)
 --   A bulk load holds one advisory lock per distinct pool it inserts into until it commits: load more
 --   than a few thousand distinct pools per transaction only with max_locks_per_transaction raised, or
 --   in several transactions. A prune holds at most max_pools_per_step pool locks per transaction: a
@@ -99,7 +103,11 @@ declare
 begin
   -- An assignment, not PERFORM: a simple expression, no executor start.
   v_locked := pg_catalog.pg_advisory_xact_lock_shared(1835887475, pg_catalog.hashtext(new.pool)) is null;
-  if not exists (select 1 from matchmaker.pools as p where p.pool = new.pool) then
+  -- The probe sees a prune committed while this insert waited for the lock only with a snapshot taken
+  -- after it: in read committed (every join), not in a repeatable read or serializable transaction
+  -- (a bulk load), which therefore always writes (a live registry row is a conflict: no write).
+  if not exists (select 1 from matchmaker.pools as p where p.pool = new.pool)
+     or pg_catalog.current_setting('transaction_isolation') <> 'read committed' then
     insert into matchmaker.pools (pool) values (new.pool) on conflict (pool) do nothing;
   end if;
   return new;

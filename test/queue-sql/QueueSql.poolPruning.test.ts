@@ -265,6 +265,26 @@ describe('a prune never loses a pool that has tickets', () => {
     expect(steps.reduce((sum, r) => sum + r.pairs, 0)).toBe(3);
   });
 
+  it('a repeatable read bulk load whose snapshot predates a prune registers the pool again', async () => {
+    const queue = await db();
+    const [a, b] = [await queue.client(), await queue.client()];
+    await reset(a);
+    await matchIn(a, 'r');
+    await age(a, 'r');
+    await a.query('begin isolation level repeatable read');
+    await a.query('select count(*) from matchmaker.pools'); // the snapshot: 'r' registered
+    expect(await prunePools(b)).toBe(1);
+    await insertWaiting(
+      a,
+      Array.from({ length: 4 }, () => newUser()),
+      { room: 'r' },
+    );
+    await a.query('commit');
+    expect(await registered(b)).toEqual(['r']);
+    const steps = await drain(b);
+    expect(steps.reduce((sum, r) => sum + r.pairs, 0)).toBe(2);
+  });
+
   it("with 20261128000600's trigger (no shared lock) the same interleaving strands the backlog", async () => {
     // The regression this migration's trigger change prevents, shown on a database of its own.
     const other = await createQueueDb();
