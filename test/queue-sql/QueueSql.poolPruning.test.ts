@@ -12,6 +12,7 @@
  */
 import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../../src/migrations/migrations.generated';
 import {
   backendPid,
   configure,
@@ -81,6 +82,15 @@ async function headRows(s: pg.Client, room: string): Promise<number> {
 async function prunePools(s: pg.Client): Promise<number> {
   const { rows } = await s.query<{ pools_pruned: number }>('call matchmaker.prune_pools()');
   return rows[0]!.pools_pruned;
+}
+
+/** Two sessions on the shared database, and an idle pool 'r' (matched in, then dated two hours back). */
+async function idlePoolR(queue: QueueDb): Promise<[pg.Client, pg.Client]> {
+  const [a, b] = [await queue.client(), await queue.client()];
+  await reset(a);
+  await matchIn(a, 'r');
+  await age(a, 'r');
+  return [a, b];
 }
 
 /** Two users join `room`: the second is matched with the first. */
@@ -213,11 +223,7 @@ describe('maintenance prunes when a pass is due', () => {
 
 describe('a prune never loses a pool that has tickets', () => {
   it('a join in flight keeps its pool: the prune only tries the pool lock', async () => {
-    const queue = await db();
-    const [a, b] = [await queue.client(), await queue.client()];
-    await reset(a);
-    await matchIn(a, 'r');
-    await age(a, 'r');
+    const [a, b] = await idlePoolR(await db());
     const user = newUser();
     const answer = await openRpc(a, user, `select public.matchmaker_join($1::jsonb) as r`, [
       JSON.stringify({ room: 'r' }),
@@ -230,18 +236,12 @@ describe('a prune never loses a pool that has tickets', () => {
   });
 
   it('a direct insert in flight keeps its pool, and its backlog is paired by maintenance', async () => {
-    const queue = await db();
-    const [a, b] = [await queue.client(), await queue.client()];
-    const outcome = await directInsertDuringPrune(a, b);
+    const outcome = await directInsertDuringPrune(...(await idlePoolR(await db())));
     expect(outcome).toEqual({ prunedDuringInsert: 0, registered: ['r'], pairs: 3 });
   });
 
   it('an insert that starts while a prune holds the pool waits for it, then registers the pool again', async () => {
-    const queue = await db();
-    const [a, b] = [await queue.client(), await queue.client()];
-    await reset(a);
-    await matchIn(a, 'r');
-    await age(a, 'r');
+    const [a, b] = await idlePoolR(await db());
     await b.query('begin');
     const pruning = await b.query<{ r: { pools_pruned: number } }>(
       'select matchmaker._prune_pools(true) as r',
@@ -266,11 +266,7 @@ describe('a prune never loses a pool that has tickets', () => {
   });
 
   it('a repeatable read bulk load whose snapshot predates a prune registers the pool again', async () => {
-    const queue = await db();
-    const [a, b] = [await queue.client(), await queue.client()];
-    await reset(a);
-    await matchIn(a, 'r');
-    await age(a, 'r');
+    const [a, b] = await idlePoolR(await db());
     await a.query('begin isolation level repeatable read');
     await a.query('select count(*) from matchmaker.pools'); // the snapshot: 'r' registered
     expect(await prunePools(b)).toBe(1);
@@ -289,17 +285,8 @@ describe('a prune never loses a pool that has tickets', () => {
     // The regression this migration's trigger change prevents, shown on a database of its own.
     const other = await createQueueDb();
     try {
-      const [a, b] = [await other.client(), await other.client()];
-      await a.query(`
-        create or replace function matchmaker._register_pool() returns trigger
-        language plpgsql set search_path = '' as $fn$
-        begin
-          if not exists (select 1 from matchmaker.pools as p where p.pool = new.pool) then
-            insert into matchmaker.pools (pool) values (new.pool) on conflict (pool) do nothing;
-          end if;
-          return new;
-        end
-        $fn$`);
+      const [a, b] = await idlePoolR(other);
+      await a.query(registerPoolAsShippedIn('20261128000600'));
       const outcome = await directInsertDuringPrune(a, b);
       expect(outcome).toEqual({ prunedDuringInsert: 1, registered: [], pairs: 0 });
     } finally {
@@ -309,16 +296,23 @@ describe('a prune never loses a pool that has tickets', () => {
 });
 
 /**
- * An idle pool 'r'; session `a` inserts 6 waiting tickets into it directly (the owner's bulk load) and keeps its
+ * `matchmaker._register_pool()` exactly as the migration `version` created it, as a `create or replace` statement.
+ */
+function registerPoolAsShippedIn(version: string): string {
+  const sql = MIGRATIONS.find((m) => m.version === version)?.sql;
+  const definition = sql?.match(/create function matchmaker\._register_pool\(\)[\s\S]*?\n\$fn\$;/)?.[0];
+  if (definition === undefined) throw new Error(`no matchmaker._register_pool() in migration ${version}`);
+  return definition.replace('create function', 'create or replace function');
+}
+
+/**
+ * After {@link idlePoolR}: session `a` inserts 6 waiting tickets into it directly (the owner's bulk load) and keeps its
  * transaction open while `b` runs a prune pass; then `a` commits and `b` drains.
  */
 async function directInsertDuringPrune(
   a: pg.Client,
   b: pg.Client,
 ): Promise<{ prunedDuringInsert: number; registered: string[]; pairs: number }> {
-  await reset(a);
-  await matchIn(a, 'r');
-  await age(a, 'r');
   await a.query('begin');
   await insertWaiting(
     a,
