@@ -53,6 +53,17 @@ async function reset(s: pg.Client, settings: Record<string, unknown> = {}): Prom
 
 const poolOf = (room: string): string => JSON.stringify({ room }).replace(':', ': ');
 
+/** Registers `count` empty pools `{"room": "<prefix><n>"}`, registered two days ago (n zero-padded, in order). */
+async function registerIdlePools(s: pg.Client, count: number, prefix: string): Promise<void> {
+  await s.query(
+    `insert into matchmaker.pools (pool, created_at)
+     select pg_catalog.jsonb_build_object('room', $2::text || pg_catalog.lpad(g::text, 6, '0'))::text,
+            now() - interval '2 days'
+     from pg_catalog.generate_series(1, $1) as g`,
+    [count, prefix],
+  );
+}
+
 /** Dates a pool's registration and every head row of it `age` back. */
 async function age(s: pg.Client, room: string, by = '2 hours'): Promise<void> {
   await s.query(`update matchmaker.pools set created_at = created_at - $2::interval where pool = $1`, [
@@ -158,11 +169,7 @@ describe('maintenance prunes when a pass is due', () => {
   it('matchmaker_process: one pass per least(pool_idle, 1 hour), in batches of max_pools_per_step', async () => {
     const s = await (await db()).client();
     await reset(s, { pool_idle: '1 day', max_pools_per_step: 64 });
-    await s.query(
-      `insert into matchmaker.pools (pool, created_at)
-       select pg_catalog.jsonb_build_object('room', 'p' || pg_catalog.lpad(g::text, 3, '0'))::text, now() - interval '2 days'
-       from pg_catalog.generate_series(1, 150) as g`,
-    );
+    await registerIdlePools(s, 150, 'p');
     const first = await processOnce(s);
     expect(first).toMatchObject({ pools_pruned: 64, more: true });
     const rest = await drain(s);
@@ -193,11 +200,7 @@ describe('maintenance prunes when a pass is due', () => {
     // max_locks_per_transaction 64 x max_connections): the pass commits after each batch.
     const s = await (await db()).client();
     await reset(s, { pool_idle: '1 day', max_pools_per_step: 1000 });
-    await s.query(
-      `insert into matchmaker.pools (pool, created_at)
-       select pg_catalog.jsonb_build_object('room', 'w' || pg_catalog.lpad(g::text, 5, '0'))::text, now() - interval '2 days'
-       from pg_catalog.generate_series(1, 20000) as g`,
-    );
+    await registerIdlePools(s, 20_000, 'w');
     expect(await prunePools(s)).toBe(20_000);
     expect(await registered(s)).toEqual([]);
   });
@@ -205,11 +208,7 @@ describe('maintenance prunes when a pass is due', () => {
   it('run_maintenance: prunes the due pass after its steps, a committed batch at a time', async () => {
     const s = await (await db()).client();
     await reset(s, { pool_idle: '1 day', max_pools_per_step: 16 });
-    await s.query(
-      `insert into matchmaker.pools (pool, created_at)
-       select pg_catalog.jsonb_build_object('room', 'q' || pg_catalog.lpad(g::text, 3, '0'))::text, now() - interval '2 days'
-       from pg_catalog.generate_series(1, 40) as g`,
-    );
+    await registerIdlePools(s, 40, 'q');
     await insertWaiting(s, [newUser(), newUser()], { room: 'busy' });
     await s.query('call matchmaker.run_maintenance()');
     expect(await registered(s)).toEqual(['busy']);
