@@ -1,5 +1,6 @@
 -- =============================================================================================
--- supabase-matchmaker: queue tier, idle pools leave the pool registry (schema version 20261129000200)
+-- supabase-matchmaker: queue tier, idle pools leave the pool registry, and direct ticket inserts
+-- take the pool lock (schema version 20261129000200)
 -- =============================================================================================
 --
 -- WHY
@@ -24,16 +25,20 @@
 --     its step and reports "pools_pruned" (its "more" stays true while the pass has pools left).
 --     CALL matchmaker.prune_pools() runs a whole pass now, due or not (for operators and tests).
 --   * The registry trigger (matchmaker._register_pool, 20261128000600) takes the pool's advisory lock
---     in SHARED mode before it probes the registry. A join already holds that lock exclusively (a
---     backend's own locks never conflict with each other: no wait, only one more mode on a lock it
---     holds, shown as a second pg_locks row); a direct INSERT into matchmaker.tickets (a bulk load by
---     the owner) now holds it until it commits. In a repeatable read or serializable transaction the
---     trigger always writes the registry row (INSERT ... ON CONFLICT DO NOTHING), since its snapshot
---     may predate a prune.
+--     (exclusive) before it probes the registry, and draws the ticket's seq after it: tickets.seq
+--     loses its column default (nextval), and the trigger draws it when the insert gives none. A join
+--     already holds that lock (taking a lock one holds is a count in the backend: no wait, no new lock); a
+--     direct INSERT into matchmaker.tickets (a bulk load by the owner) now waits for the pool's joins,
+--     batch workers and sweeps and holds the lock until it commits. That also closes a gap
+--     20261128000100's header left to the loader ("insert tickets ... while holding the pool lock"):
+--     a seq drawn without the lock could fall below a head another session logged meanwhile, and
+--     claims, which start at the head, would never reach the ticket. In a repeatable read or
+--     serializable transaction the trigger always writes the registry row (INSERT ... ON CONFLICT DO
+--     NOTHING), since its snapshot may predate a prune.
 --
 -- WHY A PRUNE NEVER LOSES A POOL THAT HAS TICKETS
 --   Every ticket is inserted while its pool's advisory lock (1835887475, hashtext(pool)) is held until
---   commit: exclusively by a join, shared by the trigger for any other insert. A prune only TRIES the
+--   commit: by the join, or by the trigger for any other insert. A prune only TRIES the
 --   lock in exclusive mode (it never waits, so it adds no deadlock), and only after it holds the lock
 --   does it re-check, in a new statement and so a new snapshot (read committed, checked), that the
 --   pool has no ticket and is idle. So an insert is either committed before that re-check (its ticket
@@ -45,13 +50,15 @@
 --   only costs a walk over the pool's dead index entries, which after pool_idle vacuum has removed.
 --
 -- COST (`npm run bench:instructions`, callgrind, before this migration -> with it)
---   join over 1,000 pools   1,092,833 -> 1,098,119 instructions (+0.5%: the trigger's lock call on a
---                           lock the join holds, and its isolation-level test)
---   batch pair                388,788 ->   389,496 (+0.2%)
+--   join over 1,000 pools   1,092,929 -> 1,099,822 instructions (+0.6%: the trigger's lock call on a
+--                           lock the join holds, its seq expression and its isolation-level test)
+--   batch pair                389,261 ->   389,230 (no change)
 --   A bulk load holds one advisory lock per distinct pool it inserts into until it commits: load more
 --   than a few thousand distinct pools per transaction only with max_locks_per_transaction raised, or
---   in several transactions. A prune holds at most max_pools_per_step pool locks per transaction: a
---   pass commits after each batch.
+--   in several transactions. It takes them in row order, where maintenance takes a step's pools in key
+--   order: a load into several pools while maintenance runs can deadlock with it (Postgres then aborts
+--   one of the two) unless its rows come in pg_catalog.hashtext(pool) order. A prune holds at most
+--   max_pools_per_step pool locks per transaction: a pass commits after each batch.
 --   With 100,000 idle pools registered and one busy pool, a maintenance step took 150-192 ms (reading
 --   the registry); CALL matchmaker.prune_pools() removed them in 2.2 s, after which the same step took
 --   10-14 ms.
@@ -92,7 +99,9 @@ alter table matchmaker.maintenance_state
   add column prune_cursor text;
 
 -- ---------------------------------------------------------------------------------------------
--- The registry trigger: 20261128000600's, holding the pool's lock in shared mode first (see header).
+-- The registry trigger: 20261128000600's, with the pool's lock and a seq drawn under it (see header).
+-- The NOT NULL constraint on seq is checked after BEFORE triggers, so an insert that gives no seq
+-- gets the trigger's.
 -- ---------------------------------------------------------------------------------------------
 create or replace function matchmaker._register_pool() returns trigger
 language plpgsql
@@ -101,8 +110,13 @@ as $fn$
 declare
   v_locked boolean;
 begin
-  -- An assignment, not PERFORM: a simple expression, no executor start.
-  v_locked := pg_catalog.pg_advisory_xact_lock_shared(1835887475, pg_catalog.hashtext(new.pool)) is null;
+  -- The pool's lock, held to commit (an assignment, not PERFORM: a simple expression, no executor
+  -- start). A join holds it already: no wait. Any other insert waits here for the pool's joins, batch
+  -- workers and sweeps. Then the ticket's seq is drawn (the column has no default any more): drawn
+  -- before the lock, it could be below a head that another holder logged meanwhile, and claims would
+  -- never reach the ticket. A seq given explicitly (a restore) is kept.
+  v_locked := pg_catalog.pg_advisory_xact_lock(1835887475, pg_catalog.hashtext(new.pool)) is null;
+  new.seq := coalesce(new.seq, pg_catalog.nextval('matchmaker.ticket_seq'));
   -- The probe sees a prune committed while this insert waited for the lock only with a snapshot taken
   -- after it: in read committed (every join), not in a repeatable read or serializable transaction
   -- (a bulk load), which therefore always writes (a live registry row is a conflict: no write).
@@ -114,9 +128,14 @@ begin
 end
 $fn$;
 
+alter table matchmaker.tickets alter column seq drop default;
+comment on column matchmaker.tickets.seq is
+  'Enqueue order (FIFO). Drawn from matchmaker.ticket_seq by the trigger tickets_register_pool while the pool''s lock is held; give none.';
+
 -- ---------------------------------------------------------------------------------------------
--- One batch of a prune pass (see header). p_force: start a pass from the first pool now, due or not. Returns {"pools_pruned": n, "more": true while the pass has pools left}. Never waits for a
--- lock: with another pruner at work, or the pools' locks held, it does nothing now.
+-- One batch of a prune pass (see header). p_force: start a pass from the first pool now, due or not.
+-- Returns {"pools_pruned": n, "more": true while the pass has pools left}. Never waits for a lock:
+-- with another pruner at work, or the pools' locks held, it does nothing now.
 -- ---------------------------------------------------------------------------------------------
 create function matchmaker._prune_pools(p_force boolean default false) returns jsonb
 language plpgsql volatile

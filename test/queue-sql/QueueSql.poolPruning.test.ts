@@ -7,8 +7,11 @@
  * - When maintenance prunes (`matchmaker_process`, `run_maintenance`): at most one pass per least(pool_idle, 1 hour),
  *   in batches of `max_pools_per_step`, never with `pool_idle` null.
  * - Races: a join or a direct insert in flight keeps its pool registered (the prune only tries the pool's lock); an
- *   insert that starts while a prune holds the lock waits for it and registers the pool again. With 20261128000600's
- *   trigger (no shared lock) the same interleaving leaves a committed backlog outside the registry, unpaired.
+ *   insert that starts while a prune holds the lock waits for it and registers the pool again; a repeatable read
+ *   load whose snapshot predates a prune registers it again. With 20261128000600's trigger (no lock) the in-flight
+ *   interleaving leaves a committed backlog outside the registry, unpaired.
+ * - A direct insert while maintenance works the pool waits for the pool's lock and draws its seq under it; with
+ *   20261128000600's trigger the step logs a head past the loaded tickets, which are never paired.
  */
 import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -280,12 +283,12 @@ describe('a prune never loses a pool that has tickets', () => {
     expect(steps.reduce((sum, r) => sum + r.pairs, 0)).toBe(2);
   });
 
-  it("with 20261128000600's trigger (no shared lock) the same interleaving strands the backlog", async () => {
+  it("with 20261128000600's trigger (no lock) the same interleaving strands the backlog", async () => {
     // The regression this migration's trigger change prevents, shown on a database of its own.
     const other = await createQueueDb();
     try {
       const [a, b] = await idlePoolR(other);
-      await a.query(registerPoolAsShippedIn('20261128000600'));
+      await restoreTriggerOf000600(a);
       const outcome = await directInsertDuringPrune(a, b);
       expect(outcome).toEqual({ prunedDuringInsert: 1, registered: [], pairs: 0 });
     } finally {
@@ -294,14 +297,71 @@ describe('a prune never loses a pool that has tickets', () => {
   });
 });
 
+describe('a direct insert while maintenance works its pool', () => {
+  /**
+   * Two waiting tickets committed in pool 'r'; `loader` inserts two more directly and keeps its transaction open;
+   * `worker` runs one maintenance step (it pairs what it sees and logs the pool's head); then `loader` commits.
+   * Returns whether the step had to wait for the loader, and the pairs made in all once maintenance is done.
+   */
+  async function loadDuringStep(
+    queue: QueueDb,
+    prepare?: (s: pg.Client) => Promise<unknown>,
+  ): Promise<{ stepWaited: boolean; pairs: number; waiting: number }> {
+    const [loader, worker, observer] = [await queue.client(), await queue.client(), await queue.client()];
+    await reset(loader);
+    await prepare?.(loader);
+    await insertWaiting(loader, [newUser(), newUser()], { room: 'r' });
+    await loader.query('begin');
+    await insertWaiting(loader, [newUser(), newUser()], { room: 'r' });
+    const pidW = await backendPid(worker);
+    const step = worker.query<{ r: { pairs: number } }>(
+      'select matchmaker._maintenance_step(1000, null) as r',
+    );
+    const stepWaited = await waitUntilBlocked(observer, pidW, ['advisory'], 2_000).then(
+      () => true,
+      () => false,
+    );
+    // A step that did not wait finishes before the loader commits; one that waits, only after.
+    const first = stepWaited ? undefined : (await step).rows[0]!.r.pairs;
+    await loader.query('commit');
+    const pairsOfStep = first ?? (await step).rows[0]!.r.pairs;
+    const rest = await drain(worker);
+    const { rows } = await observer.query<{ n: number }>('select count(*)::int as n from matchmaker.tickets');
+    return {
+      stepWaited,
+      pairs: pairsOfStep + rest.reduce((sum, r) => sum + r.pairs, 0),
+      waiting: rows[0]!.n,
+    };
+  }
+
+  it('waits for the pool lock and draws its seq under it: every ticket is paired', async () => {
+    expect(await loadDuringStep(await db())).toEqual({ stepWaited: true, pairs: 2, waiting: 0 });
+  });
+
+  it("with 20261128000600's trigger the step logs a head past the loaded tickets, which are never paired", async () => {
+    const other = await createQueueDb();
+    try {
+      const outcome = await loadDuringStep(other, restoreTriggerOf000600);
+      expect(outcome).toEqual({ stepWaited: false, pairs: 1, waiting: 2 });
+    } finally {
+      await other.drop();
+    }
+  });
+});
+
 /**
- * `matchmaker._register_pool()` exactly as the migration `version` created it, as a `create or replace` statement.
+ * Puts back the registry trigger as 20261128000600 shipped it: `matchmaker._register_pool()` re-created from that
+ * migration's own text, and the column default of `tickets.seq` (a `nextval` drawn before any trigger runs) that
+ * 20261129000200 moved into the trigger.
  */
-function registerPoolAsShippedIn(version: string): string {
-  const sql = MIGRATIONS.find((m) => m.version === version)?.sql;
+async function restoreTriggerOf000600(s: pg.Client): Promise<void> {
+  const sql = MIGRATIONS.find((m) => m.version === '20261128000600')?.sql;
   const definition = sql?.match(/create function matchmaker\._register_pool\(\)[\s\S]*?\n\$fn\$;/)?.[0];
-  if (definition === undefined) throw new Error(`no matchmaker._register_pool() in migration ${version}`);
-  return definition.replace('create function', 'create or replace function');
+  if (definition === undefined) throw new Error('no matchmaker._register_pool() in migration 20261128000600');
+  await s.query(definition.replace('create function', 'create or replace function'));
+  await s.query(
+    `alter table matchmaker.tickets alter column seq set default pg_catalog.nextval('matchmaker.ticket_seq')`,
+  );
 }
 
 /**
