@@ -9,7 +9,16 @@
  */
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { configure, databasesAround, drain, fixedUsers, insertWaiting, join, userNamer } from './queueDb';
+import {
+  configure,
+  databasesAround,
+  drain,
+  fixedUsers,
+  insertWaiting,
+  join,
+  registerEmptyPools,
+  userNamer,
+} from './queueDb';
 
 const BUSY_POOLS_VERSION = '20261129000100';
 
@@ -32,17 +41,6 @@ async function reset(s: pg.Client, settings: Record<string, unknown> = {}): Prom
   });
   // The stale sweep runs at most every heartbeat_timeout / 3: let the next step run it.
   await s.query(`update matchmaker.maintenance_state set stale_swept_at = now() - interval '1 day'`);
-}
-
-/** Registers `count` pools with no ticket, named so that they sort before `{"room": "z..."}`. */
-async function registerEmptyPools(s: pg.Client, count: number, prefix: string): Promise<void> {
-  await s.query(
-    `insert into matchmaker.pools (pool)
-     select pg_catalog.jsonb_build_object('room', $2::text || pg_catalog.lpad(g::text, 4, '0'))::text
-     from pg_catalog.generate_series(1, $1) as g
-     on conflict do nothing`,
-    [count, prefix],
-  );
 }
 
 /** Calls of the pairing functions made by one maintenance step, counted by the backend in its transaction. */

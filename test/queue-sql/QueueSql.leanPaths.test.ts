@@ -202,9 +202,16 @@ async function batchScenario(db: QueueDb, refuse: readonly [number, number] | nu
      set search_path = '' as $$ select ${refuse ? `not ('${USERS[refuse[0]]}' in (a, b) and '${USERS[refuse[1]]}' in (a, b))` : 'true'} $$`,
   );
   // 21 tickets in one pool, in this order; u5 expired and u9 stale are skipped (and retired by the sweep).
-  for (const [i, uid] of USERS.slice(0, 21).entries()) {
-    await insertWaiting(s, [uid], { room: 'b' }, { pool: '{"room":"b"}', expired: i === 5, stale: i === 9 });
-  }
+  await insertWaiting(
+    s,
+    USERS.slice(0, 21),
+    { room: 'b' },
+    {
+      pool: '{"room":"b"}',
+      expired: (i) => i === 5,
+      stale: (i) => i === 9,
+    },
+  );
   const steps = [await processOnce(s, 4), await processOnce(s, 1000)];
   const matches = await s.query(`select user_a, user_b from matchmaker.matches order by created_at, user_a`);
   const history = await s.query(
@@ -256,9 +263,8 @@ describe('batch pairing', () => {
       await configure(s, { criteria_keys: [{ key: 'tz', match: 'flexible' }] });
       await s.query(`create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean
         language sql stable set search_path = '' as 'select true'`);
-      for (const [i, tz] of ['eu', 'us', '*', 'us', 'eu', 'eu'].entries()) {
-        await insertWaiting(s, [USERS[i]!], { tz }, { pool: '{}' });
-      }
+      const zones = ['eu', 'us', '*', 'us', 'eu', 'eu'];
+      await insertWaiting(s, USERS.slice(0, 6), (i) => ({ tz: zones[i] }), { pool: '{}' });
       await processOnce(s, 1000);
       const m = await s.query(`select user_a, user_b from matchmaker.matches order by user_a`);
       return m.rows.map((r) => [who(r.user_a), who(r.user_b)]);

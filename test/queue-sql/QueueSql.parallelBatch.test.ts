@@ -105,10 +105,16 @@ async function batchScenario(db: QueueDb, scenario: Scenario): Promise<unknown> 
     `create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean language sql stable
      set search_path = '' as $$ select ${refuse ? `not ('${USERS[refuse[0]]}' in (a, b) and '${USERS[refuse[1]]}' in (a, b))` : 'true'} $$`,
   );
-  for (const [i, uid] of USERS.slice(0, 21).entries()) {
-    const dated = { expired: i === scenario.expired, stale: i === 9 };
-    await insertWaiting(s, [uid], { room: 'b' }, { pool: '{"room":"b"}', ...dated });
-  }
+  await insertWaiting(
+    s,
+    USERS.slice(0, 21),
+    { room: 'b' },
+    {
+      pool: '{"room":"b"}',
+      expired: (i) => i === scenario.expired,
+      stale: (i) => i === 9,
+    },
+  );
   await s.query('create temp table if not exists before_tickets (id uuid, enqueued_at timestamptz)');
   await s.query('truncate pg_temp.before_tickets');
   await s.query('insert into pg_temp.before_tickets select id, enqueued_at from matchmaker.tickets');
@@ -160,9 +166,8 @@ describe('one worker: the same rows, JSON and notifications as before', () => {
       await configure(s, { criteria_keys: [{ key: 'tz', match: 'flexible' }] });
       await s.query(`create or replace function matchmaker.is_eligible(a uuid, b uuid) returns boolean
         language sql stable set search_path = '' as 'select true'`);
-      for (const [i, tz] of ['eu', 'us', '*', 'us', 'eu', 'eu'].entries()) {
-        await insertWaiting(s, [USERS[i]!], { tz }, { pool: '{}' });
-      }
+      const zones = ['eu', 'us', '*', 'us', 'eu', 'eu'];
+      await insertWaiting(s, USERS.slice(0, 6), (i) => ({ tz: zones[i] }), { pool: '{}' });
       await s.query('create temp table if not exists before_tickets (id uuid, enqueued_at timestamptz)');
       await s.query('truncate pg_temp.before_tickets');
       await s.query('insert into pg_temp.before_tickets select id, enqueued_at from matchmaker.tickets');

@@ -27,6 +27,7 @@ import {
   openRpc,
   processOnce,
   type QueueDb,
+  registerEmptyPools,
   waitUntilBlocked,
 } from './queueDb';
 
@@ -54,29 +55,19 @@ async function reset(s: pg.Client, settings: Record<string, unknown> = {}): Prom
   await s.query(`update matchmaker.maintenance_state set pools_pruned_at = '-infinity', prune_cursor = null`);
 }
 
-const poolOf = (room: string): string => JSON.stringify({ room }).replace(':', ': ');
-
-/** Registers `count` empty pools `{"room": "<prefix><n>"}`, registered two days ago (n zero-padded, in order). */
-async function registerIdlePools(s: pg.Client, count: number, prefix: string): Promise<void> {
-  await s.query(
-    `insert into matchmaker.pools (pool, created_at)
-     select pg_catalog.jsonb_build_object('room', $2::text || pg_catalog.lpad(g::text, 6, '0'))::text,
-            now() - interval '2 days'
-     from pg_catalog.generate_series(1, $1) as g`,
-    [count, prefix],
-  );
-}
+/** The pool of the criteria `{room}`: its canonical text, as the database writes it (jsonb's own output). */
+const POOL_OF_ROOM = `pg_catalog.jsonb_build_object('room', $1::text)::text`;
 
 /** Dates a pool's registration and every head row of it `age` back. */
 async function age(s: pg.Client, room: string, by = '2 hours'): Promise<void> {
-  await s.query(`update matchmaker.pools set created_at = created_at - $2::interval where pool = $1`, [
-    poolOf(room),
-    by,
-  ]);
-  await s.query(`update matchmaker.pool_heads set settled_at = settled_at - $2::interval where pool = $1`, [
-    poolOf(room),
-    by,
-  ]);
+  await s.query(
+    `update matchmaker.pools set created_at = created_at - $2::interval where pool = ${POOL_OF_ROOM}`,
+    [room, by],
+  );
+  await s.query(
+    `update matchmaker.pool_heads set settled_at = settled_at - $2::interval where pool = ${POOL_OF_ROOM}`,
+    [room, by],
+  );
 }
 
 async function registered(s: pg.Client): Promise<string[]> {
@@ -86,8 +77,8 @@ async function registered(s: pg.Client): Promise<string[]> {
 
 async function headRows(s: pg.Client, room: string): Promise<number> {
   const { rows } = await s.query<{ n: number }>(
-    'select count(*)::int as n from matchmaker.pool_heads where pool = $1',
-    [poolOf(room)],
+    `select count(*)::int as n from matchmaker.pool_heads where pool = ${POOL_OF_ROOM}`,
+    [room],
   );
   return rows[0]!.n;
 }
@@ -121,13 +112,15 @@ describe('idle pools leave the registry', () => {
     // idle: matched long ago; empty: registered long ago, never settled (no head row); waiting: a ticket waits;
     // fresh: matched just now; resettled: registered long ago, but its head was settled just now.
     await matchIn(s, 'idle');
-    await s.query(`insert into matchmaker.pool_heads (pool, head_seq) values ($1, 0)`, [poolOf('idle')]);
-    await s.query(`insert into matchmaker.pools (pool) values ($1)`, [poolOf('empty')]);
+    await s.query(`insert into matchmaker.pool_heads (pool, head_seq) values (${POOL_OF_ROOM}, 0)`, ['idle']);
+    await s.query(`insert into matchmaker.pools (pool) values (${POOL_OF_ROOM})`, ['empty']);
     await join(s, newUser(), { room: 'waiting' });
     await matchIn(s, 'fresh');
     await matchIn(s, 'resettled');
     for (const room of ['idle', 'empty', 'waiting', 'resettled']) await age(s, room);
-    await s.query(`insert into matchmaker.pool_heads (pool, head_seq) values ($1, 0)`, [poolOf('resettled')]);
+    await s.query(`insert into matchmaker.pool_heads (pool, head_seq) values (${POOL_OF_ROOM}, 0)`, [
+      'resettled',
+    ]);
     expect(await headRows(s, 'idle')).toBeGreaterThan(0);
 
     expect(await prunePools(s)).toBe(2);
@@ -147,8 +140,8 @@ describe('idle pools leave the registry', () => {
     const s = await (await db()).client();
     await reset(s, { pool_idle: null });
     await s.query(
-      `insert into matchmaker.pools (pool, created_at) values ($1, now() - interval '10 years')`,
-      [poolOf('old')],
+      `insert into matchmaker.pools (pool, created_at) values (${POOL_OF_ROOM}, now() - interval '10 years')`,
+      ['old'],
     );
     expect(await prunePools(s)).toBe(0);
     expect((await processOnce(s)).pools_pruned).toBe(0);
@@ -172,7 +165,7 @@ describe('maintenance prunes when a pass is due', () => {
   it('matchmaker_process: one pass per least(pool_idle, 1 hour), in batches of max_pools_per_step', async () => {
     const s = await (await db()).client();
     await reset(s, { pool_idle: '1 day', max_pools_per_step: 64 });
-    await registerIdlePools(s, 150, 'p');
+    await registerEmptyPools(s, 150, 'p', '2 days');
     const first = await processOnce(s);
     expect(first).toMatchObject({ pools_pruned: 64, more: true });
     const rest = await drain(s);
@@ -182,18 +175,14 @@ describe('maintenance prunes when a pass is due', () => {
     expect(after.rows[0].prune_cursor).toBeNull();
 
     // Not due again for an hour (least(1 day, 1 hour)): a pool that went idle meanwhile waits for the next pass.
-    await s.query(`insert into matchmaker.pools (pool, created_at) values ($1, now() - interval '2 days')`, [
-      poolOf('later'),
-    ]);
+    await registerEmptyPools(s, 1, 'later', '2 days');
     expect((await processOnce(s)).pools_pruned).toBe(0);
     await s.query(`update matchmaker.maintenance_state set pools_pruned_at = now() - interval '61 minutes'`);
     expect((await processOnce(s)).pools_pruned).toBe(1);
 
     // With pool_idle of 10 minutes, a pass is due every 10 minutes.
     await configure(s, { pool_idle: '10 minutes' });
-    await s.query(`insert into matchmaker.pools (pool, created_at) values ($1, now() - interval '1 hour')`, [
-      poolOf('sooner'),
-    ]);
+    await registerEmptyPools(s, 1, 'sooner', '1 hour');
     await s.query(`update matchmaker.maintenance_state set pools_pruned_at = now() - interval '11 minutes'`);
     expect((await processOnce(s)).pools_pruned).toBe(1);
   });
@@ -203,7 +192,7 @@ describe('maintenance prunes when a pass is due', () => {
     // max_locks_per_transaction 64 x max_connections): the pass commits after each batch.
     const s = await (await db()).client();
     await reset(s, { pool_idle: '1 day', max_pools_per_step: 1000 });
-    await registerIdlePools(s, 20_000, 'w');
+    await registerEmptyPools(s, 20_000, 'w', '2 days');
     expect(await prunePools(s)).toBe(20_000);
     expect(await registered(s)).toEqual([]);
   });
@@ -211,7 +200,7 @@ describe('maintenance prunes when a pass is due', () => {
   it('run_maintenance: prunes the due pass after its steps, a committed batch at a time', async () => {
     const s = await (await db()).client();
     await reset(s, { pool_idle: '1 day', max_pools_per_step: 16 });
-    await registerIdlePools(s, 40, 'q');
+    await registerEmptyPools(s, 40, 'q', '2 days');
     await insertWaiting(s, [newUser(), newUser()], { room: 'busy' });
     await s.query('call matchmaker.run_maintenance()');
     expect(await registered(s)).toEqual(['busy']);

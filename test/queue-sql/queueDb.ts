@@ -317,25 +317,67 @@ export function databasesAround(
   };
 }
 
+/** One value for every user, or a function of the user's index (0 = the first, oldest ticket). */
+export type PerUser<T> = T | ((index: number) => T);
+
+const perUser = <T>(value: PerUser<T>, count: number): T[] =>
+  Array.from({ length: count }, (_, i) =>
+    typeof value === 'function' ? (value as (index: number) => T)(i) : value,
+  );
+
 /**
  * Waiting tickets written directly, in this order (oldest first), bypassing the join, which would pair them at once:
- * a backlog, as a burst of joins leaves it while maintenance is behind. The pool is the criteria's canonical text
- * (as an exact-key join computes it) unless given; `expired` and `stale` date the tickets' expiry and last
- * heartbeat in the past.
+ * a backlog, as a burst of joins leaves it while maintenance is behind. One statement. The pool is the criteria's
+ * canonical text (as an exact-key join computes it) unless given; `expired` and `stale` date the tickets' expiry and
+ * last heartbeat in the past. Criteria, `expired` and `stale` may differ per user.
+ *
+ * @example
+ * await insertWaiting(s, users, { room: 'b' }, { expired: (i) => i === 5, stale: (i) => i === 9 });
  */
 export async function insertWaiting(
   session: Session,
   users: readonly string[],
-  criteria: Readonly<Record<string, unknown>>,
-  { pool, expired = false, stale = false }: { pool?: string; expired?: boolean; stale?: boolean } = {},
+  criteria: PerUser<Readonly<Record<string, unknown>>>,
+  {
+    pool,
+    expired = false,
+    stale = false,
+  }: { pool?: string; expired?: PerUser<boolean>; stale?: PerUser<boolean> } = {},
 ): Promise<void> {
   await session.query(
     `insert into matchmaker.tickets (user_id, pool, criteria, expires_at, last_seen_at)
-     select x.u, coalesce($3::text, $2::jsonb::text), $2::jsonb,
-            case when $4 then now() - interval '1 second' else clock_timestamp() + interval '1 hour' end,
-            case when $5 then now() - interval '1 day' else clock_timestamp() end
-     from pg_catalog.unnest($1::uuid[]) with ordinality as x(u, n) order by x.n`,
-    [users, JSON.stringify(criteria), pool ?? null, expired, stale],
+     select x.u, coalesce($3::text, x.c::text), x.c,
+            case when x.e then now() - interval '1 second' else clock_timestamp() + interval '1 hour' end,
+            case when x.st then now() - interval '1 day' else clock_timestamp() end
+     from unnest($1::uuid[], $2::jsonb[], $4::boolean[], $5::boolean[]) with ordinality as x(u, c, e, st, n)
+     order by x.n`,
+    [
+      users,
+      perUser(criteria, users.length).map((c) => JSON.stringify(c)),
+      pool ?? null,
+      perUser(expired, users.length),
+      perUser(stale, users.length),
+    ],
+  );
+}
+
+/**
+ * Registers `count` pools with no ticket, `{"room": "<prefix><n>"}` with n zero-padded (so they sort in order),
+ * registered `registeredAgo` back (an interval; default now).
+ */
+export async function registerEmptyPools(
+  session: Session,
+  count: number,
+  prefix: string,
+  registeredAgo = '0 seconds',
+): Promise<void> {
+  await session.query(
+    `insert into matchmaker.pools (pool, created_at)
+     select pg_catalog.jsonb_build_object('room', $2::text || pg_catalog.lpad(g::text, 6, '0'))::text,
+            pg_catalog.clock_timestamp() - $3::interval
+     from pg_catalog.generate_series(1, $1) as g
+     on conflict do nothing`,
+    [count, prefix, registeredAgo],
   );
 }
 
